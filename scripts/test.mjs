@@ -1,0 +1,22 @@
+// Runs every *.test.ts under test/ (or the files given) with Node's test runner, tsx and the
+// Promise.withResolvers polyfill loaded first. Node 20's --test does not expand globs itself.
+import { spawnSync } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { join } from 'node:path'
+
+function find(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name)
+    if (e.isDirectory()) return find(p)
+    return e.name.endsWith('.test.ts') ? [p] : []
+  })
+}
+
+const args = process.argv.slice(2)
+const files = args.length > 0 ? args : find('test').sort()
+const result = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--import', './src/polyfill.ts', '--test', '--test-reporter=spec', ...files],
+  { stdio: 'inherit' }
+)
+process.exit(result.status ?? 1)

@@ -1,0 +1,150 @@
+/**
+ * CLI: the `llmesh` command. Each subcommand is a thin shell over the node, gateway and devnet;
+ * every error a user can cause ends as one line on stderr and a non-zero exit code.
+ * Subcommands import what they need when they run: loading libp2p takes most of a second, and
+ * `llmesh status` or `--help` need none of it.
+ */
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { Command, InvalidArgumentError } from 'commander'
+import { LlmeshError } from '../errors/index.ts'
+import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_P2P_PORT, ROLES, type Role, VERSION } from '../params/index.ts'
+
+function intOption(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`)
+    return n
+  }
+}
+
+function rolesOption(value: string): Role[] {
+  const roles = value
+    .split(',')
+    .map((r) => r.trim())
+    .filter((r) => r !== '')
+  for (const r of roles) {
+    if (!(ROLES as readonly string[]).includes(r)) throw new InvalidArgumentError(`unknown role ${r}; roles are ${ROLES.join(', ')}`)
+  }
+  return roles as Role[]
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value]
+}
+
+const DEFAULT_HOME = join(homedir(), '.llmesh')
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('llmesh')
+    .description('LLMESH: a peer-to-peer network for AI inference')
+    .version(VERSION)
+    .showHelpAfterError()
+
+  program
+    .command('init')
+    .description('create a node home: an identity key and a readable config file')
+    .option('--home <dir>', 'node home directory', DEFAULT_HOME)
+    .option('--roles <list>', `comma-separated roles (${ROLES.join(', ')})`, rolesOption, ['edge'] as Role[])
+    .option('--api-port <port>', 'HTTP API port', intOption('--api-port', 0, 65_535), DEFAULT_API_PORT)
+    .option('--api-host <host>', 'HTTP API bind address', DEFAULT_API_HOST)
+    .option('--p2p-port <port>', 'libp2p TCP port', intOption('--p2p-port', 0, 65_535), DEFAULT_P2P_PORT)
+    .option('--bootstrap <multiaddr>', 'bootstrap peer /ip4/.../tcp/.../p2p/<id> (repeatable)', collect, [] as string[])
+    .action(async (o: { home: string; roles: Role[]; apiPort: number; apiHost: string; p2pPort: number; bootstrap: string[] }) => {
+      const { initHome } = await import('../node/index.ts')
+      const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+      const { paths, privateKey } = await initHome(o.home, {
+        roles: o.roles,
+        api: { host: o.apiHost, port: o.apiPort },
+        p2p: { listen: [`/ip4/0.0.0.0/tcp/${o.p2pPort}`], bootstrap: o.bootstrap }
+      })
+      process.stdout.write(
+        `initialised node home ${paths.home}\n  peer id  ${peerIdFromPrivateKey(privateKey).toString()}\n  key      ${paths.key} (mode 0600)\n  config   ${paths.config}\nstart it with: llmesh start --home ${paths.home}\n`
+      )
+    })
+
+  program
+    .command('start')
+    .description('run one node in the foreground (SIGINT/SIGTERM stop it cleanly)')
+    .option('--home <dir>', 'node home directory', DEFAULT_HOME)
+    .action(async (o: { home: string }) => {
+      const { runStart } = await import('./start.ts')
+      await runStart(o.home)
+    })
+
+  program
+    .command('devnet')
+    .description('start a fresh local network, one OS process per node')
+    .option('--nodes <n>', 'number of nodes', intOption('--nodes', 1, 64), 4)
+    .option('--dir <dir>', 'directory for the node homes (cleared first)', '.devnet')
+    .option('--base-port <port>', 'node i serves its HTTP API on base-port + i', intOption('--base-port', 1024, 65_000), 8080)
+    .option(
+      '--p2p-base-port <port>',
+      'node i listens for libp2p on this + i (default: base-port + 1000)',
+      intOption('--p2p-base-port', 1024, 65_000)
+    )
+    .option('--edge-roles <list>', 'roles of node 0, the edge applications talk to', rolesOption, ['edge', 'validator'] as Role[])
+    .option('--roles <list>', 'roles of the other nodes', rolesOption, ['edge', 'host', 'validator'] as Role[])
+    .option('--ready-timeout <ms>', 'how long to wait for the full mesh', intOption('--ready-timeout', 1_000, 600_000), 60_000)
+    .option('--quiet', "do not print the nodes' logs (they are still in DIR/node-i/node.log)")
+    .action(
+      async (o: {
+        nodes: number
+        dir: string
+        basePort: number
+        p2pBasePort?: number
+        edgeRoles: Role[]
+        roles: Role[]
+        readyTimeout: number
+        quiet?: boolean
+      }) => {
+        const { runDevnet } = await import('./devnet.ts')
+        await runDevnet({
+          nodes: o.nodes,
+          dir: o.dir,
+          basePort: o.basePort,
+          p2pBasePort: o.p2pBasePort ?? o.basePort + 1000,
+          edgeRoles: o.edgeRoles,
+          otherRoles: o.roles,
+          readyTimeoutMs: o.readyTimeout,
+          showLogs: o.quiet !== true
+        })
+      }
+    )
+
+  program
+    .command('status')
+    .description("print a node's status")
+    .option('--api <url>', 'node API URL (default: from --home, else http://127.0.0.1:8080)')
+    .option('--home <dir>', 'read the API address from this node home')
+    .option('--json', 'print JSON')
+    .action(async (o: { api?: string; home?: string; json?: boolean }) => {
+      let api = o.api
+      if (api == null && o.home != null) {
+        const { homePaths, loadConfig } = await import('../node/index.ts')
+        const config = await loadConfig(homePaths(o.home).config)
+        const host = config.api.host === '0.0.0.0' ? '127.0.0.1' : config.api.host
+        api = `http://${host.includes(':') ? `[${host}]` : host}:${config.api.port}`
+      }
+      const { runStatus } = await import('./status.ts')
+      await runStatus(api ?? `http://127.0.0.1:${DEFAULT_API_PORT}`, o.json === true)
+    })
+
+  return program
+}
+
+/** Runs the CLI; a user-facing error prints one line and exits 1. */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv)
+    process.exitCode ??= 0
+  } catch (err) {
+    if (err instanceof LlmeshError) {
+      process.stderr.write(`llmesh: error: ${err.message}\n`)
+    } else {
+      process.stderr.write(`llmesh: unexpected error: ${(err as Error).stack ?? String(err)}\n`)
+    }
+    process.exitCode = 1
+  }
+}

@@ -1,0 +1,7 @@
+/**
+ * Crypto: keys, signatures and hashes. Owns the node's Ed25519 identity key on disk; the same
+ * key is its libp2p peer id and, once the chain arrives, its account.
+ */
+
+export type { IdentityErrorCode } from './identity.ts'
+export { createIdentityKey, IdentityKeyError, loadIdentityKey } from './identity.ts'

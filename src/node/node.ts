@@ -1,0 +1,220 @@
+import type { PrivateKey } from '@libp2p/interface'
+import type { CID } from 'multiformats/cid'
+import type { Logger } from 'pino'
+import { isSystemError, LlmeshError } from '../errors/index.ts'
+import { connectBootstrapPeers, createMeshLibp2p, type KnownPeer, MeshGrowth, type MeshLibp2p, PresenceService } from '../p2p/index.ts'
+import { DEFAULTS, LIMITS, LOCAL_NETWORK, PRESENCE_TOPIC, type Role, VERSION } from '../params/index.ts'
+import type { NodeConfig } from './config.ts'
+import { type HomePaths, lockHome } from './home.ts'
+import { NodeMetrics } from './metrics.ts'
+
+export class PortInUseError extends LlmeshError<'PORT_IN_USE'> {}
+
+export interface NodeStatus {
+  peerId: string
+  version: string
+  roles: Role[]
+  addresses: string[]
+  peers: string[]
+  connections: number
+  uptimeSeconds: number
+  apiUrl: string | null
+}
+
+export interface LlmeshNodeInit {
+  paths: HomePaths
+  config: NodeConfig
+  privateKey: PrivateKey
+  log: Logger
+  /** Wall clock in ms; passed in so tests can drive it. */
+  now?: () => number
+}
+
+/**
+ * The composition root of one node: its libp2p stack and the services of its roles.
+ * `start()` takes the home lock and listens; `joinMesh()` reaches the bootstrap peers;
+ * `stop()` closes everything and releases the lock.
+ */
+export class LlmeshNode {
+  readonly config: NodeConfig
+  readonly log: Logger
+  readonly paths: HomePaths
+  private readonly privateKey: PrivateKey
+  private readonly now: () => number
+  private startedAt = 0
+  private release: (() => Promise<void>) | undefined
+  private apiUrl: string | null = null
+  private _libp2p: MeshLibp2p | undefined
+  private _metrics: NodeMetrics | undefined
+  private growth: MeshGrowth | undefined
+  private presence: PresenceService | undefined
+
+  constructor(init: LlmeshNodeInit) {
+    this.config = init.config
+    this.log = init.log
+    this.paths = init.paths
+    this.privateKey = init.privateKey
+    this.now = init.now ?? Date.now
+  }
+
+  get libp2p(): MeshLibp2p {
+    if (this._libp2p == null) throw new Error('node not started')
+    return this._libp2p
+  }
+
+  get metrics(): NodeMetrics {
+    if (this._metrics == null) throw new Error('node not started')
+    return this._metrics
+  }
+
+  /** Records where the HTTP API listens, for status and presence announcements. */
+  setApiUrl(url: string): void {
+    this.apiUrl = url
+  }
+
+  async start(): Promise<void> {
+    this.release = await lockHome(this.paths)
+    try {
+      await this.startServices()
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
+  }
+
+  private async startServices(): Promise<void> {
+    const { p2p } = this.config
+    const local = p2p.localNetwork
+    const libp2p = await createMeshLibp2p({
+      privateKey: this.privateKey,
+      listen: p2p.listen,
+      announce: p2p.announce,
+      maxConnections: p2p.maxConnections,
+      localNetwork: local
+    })
+    this._libp2p = libp2p
+    this._metrics = new NodeMetrics(libp2p)
+    try {
+      await libp2p.start()
+    } catch (err) {
+      if (isSystemError(err, 'EADDRINUSE') || /EADDRINUSE/.test(String((err as Error).message))) {
+        throw new PortInUseError('PORT_IN_USE', `p2p.listen address ${p2p.listen.join(', ')} in ${this.paths.config} is already in use`, {
+          hint: 'stop the process using it or choose another port',
+          cause: err
+        })
+      }
+      throw err
+    }
+    this.startedAt = this.now()
+    const log = this.log
+    this.growth = new MeshGrowth(
+      { libp2p, log },
+      { targetPeers: p2p.targetPeers, intervalMs: local ? LOCAL_NETWORK.discoveryIntervalMs : DEFAULTS.discoveryIntervalMs }
+    )
+    const metrics = this._metrics
+    this.presence = new PresenceService(
+      {
+        libp2p,
+        log,
+        now: this.now,
+        onMessage: (result) => {
+          metrics.gossipReceived.inc({ topic: PRESENCE_TOPIC, result })
+          if (result !== 'accepted' && result !== 'stale') metrics.rejectedMessages.inc({ protocol: PRESENCE_TOPIC, reason: result })
+        },
+        onPublish: () => metrics.gossipPublished.inc({ topic: PRESENCE_TOPIC })
+      },
+      {
+        intervalMs: local ? LOCAL_NETWORK.presenceIntervalMs : DEFAULTS.presenceIntervalMs,
+        version: VERSION,
+        roles: this.config.roles,
+        api: () => this.apiUrl
+      }
+    )
+    this.growth.start()
+    this.presence.start()
+    libp2p.addEventListener('peer:connect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer connected'))
+    libp2p.addEventListener('peer:disconnect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer disconnected'))
+    log.info({ peerId: libp2p.peerId.toString(), addresses: this.addresses(), roles: this.config.roles }, 'node started')
+  }
+
+  /** Connects to the bootstrap peers (throws BootstrapUnreachableError if none answers). */
+  async joinMesh(signal?: AbortSignal): Promise<void> {
+    const reached = await connectBootstrapPeers(this.libp2p, this.config.p2p.bootstrap, {
+      timeoutMs: this.config.p2p.bootstrapTimeoutMs,
+      setting: `p2p.bootstrap in ${this.paths.config}`,
+      log: this.log,
+      signal
+    })
+    if (reached != null) this.log.info({ addr: reached }, 'reached a bootstrap peer')
+    void this.growth?.round()
+    void this.presence?.announce().catch(() => {})
+  }
+
+  async stop(): Promise<void> {
+    this.growth?.stop()
+    this.presence?.stop()
+    if (this._libp2p != null) {
+      try {
+        await this._libp2p.stop()
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'libp2p stop failed')
+      }
+    }
+    await this.release?.()
+    this.release = undefined
+  }
+
+  addresses(): string[] {
+    return this.libp2p.getMultiaddrs().map((ma) => ma.toString())
+  }
+
+  status(): NodeStatus {
+    const libp2p = this.libp2p
+    const connections = libp2p.getConnections()
+    return {
+      peerId: libp2p.peerId.toString(),
+      version: VERSION,
+      roles: this.config.roles,
+      addresses: this.addresses(),
+      peers: [...new Set(connections.map((c) => c.remotePeer.toString()))].sort(),
+      connections: connections.length,
+      uptimeSeconds: Math.max(0, Math.floor((this.now() - this.startedAt) / 1000)),
+      apiUrl: this.apiUrl
+    }
+  }
+
+  /** Peers heard on the presence topic, newest first. */
+  knownPeers(): KnownPeer[] {
+    return this.presence?.peers() ?? []
+  }
+
+  /** Publishes this node's presence now; returns its sequence number. */
+  announcePresence(): Promise<number> {
+    if (this.presence == null) throw new Error('node not started')
+    return this.presence.announce()
+  }
+
+  /** Announces on the DHT that this node provides `cid`. */
+  async provide(cid: CID): Promise<void> {
+    await this.libp2p.contentRouting.provide(cid, { signal: AbortSignal.timeout(LIMITS.dhtQueryTimeoutMs) })
+  }
+
+  /** Peers the DHT lists as providers of `cid`, at most `limit`. */
+  async findProviders(cid: CID, limit: number = LIMITS.maxProvidersPerLookup): Promise<Array<{ peerId: string; multiaddrs: string[] }>> {
+    const found = new Map<string, string[]>()
+    const signal = AbortSignal.timeout(LIMITS.dhtQueryTimeoutMs)
+    try {
+      for await (const p of this.libp2p.contentRouting.findProviders(cid, { signal })) {
+        found.set(
+          p.id.toString(),
+          p.multiaddrs.map((m) => m.toString())
+        )
+        if (found.size >= limit) break
+      }
+    } catch (err) {
+      // "none found" and "lookup timed out" both mean: these are all the providers we know of
+      if (!['NotFoundError', 'AbortError', 'TimeoutError'].includes((err as Error).name)) throw err
+    }
+    return [...found].map(([peerId, multiaddrs]) => ({ peerId, multiaddrs }))
+  }
+}

@@ -1,0 +1,49 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { TestContext } from 'node:test'
+
+/** A fresh temporary directory, removed when the test ends. */
+export async function tempDir(t: TestContext, prefix = 'llmesh-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)))
+  })
+}
+
+/** A base port B such that B..B+count-1 and B+offset..B+offset+count-1 are all free now. */
+export async function freePortBase(count: number, offset = 1000): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000)
+    let ok = true
+    for (let i = 0; i < count && ok; i++) ok = (await portFree(base + i)) && (await portFree(base + offset + i))
+    if (ok) return base
+  }
+  throw new Error('no free port range found in 50 attempts')
+}
+
+/** Polls `probe` every `intervalMs` until it returns a value other than undefined, or throws after `timeoutMs`. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe()
+      if (value !== undefined) return value
+    } catch (err) {
+      lastError = err
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError == null ? '' : ` (last error: ${(lastError as Error).message})`}`
+  )
+}

@@ -1,0 +1,34 @@
+import { join } from 'node:path'
+import type { TestContext } from 'node:test'
+import pino from 'pino'
+import { type ConfigInput, initHome, LlmeshNode } from '../src/node/index.ts'
+import { tempDir } from './helpers.ts'
+
+/** An in-process node on a random loopback port, stopped when the test ends. */
+export async function startTestNode(t: TestContext, config: ConfigInput = {}): Promise<LlmeshNode> {
+  const home = join(await tempDir(t), 'home')
+  const {
+    paths,
+    config: parsed,
+    privateKey
+  } = await initHome(home, {
+    ...config,
+    p2p: { listen: ['/ip4/127.0.0.1/tcp/0'], localNetwork: true, bootstrapTimeoutMs: 5_000, ...config.p2p },
+    api: { port: 0 }
+  })
+  const node = new LlmeshNode({ paths, config: parsed, privateKey, log: pino({ level: process.env.LLMESH_TEST_LOG ?? 'silent' }) })
+  await node.start()
+  t.after(() => node.stop())
+  return node
+}
+
+/** The dialable address of `node` for another node's bootstrap list. */
+export function addressOf(node: LlmeshNode): string {
+  const addr = node.addresses().find((a) => a.includes('/127.0.0.1/'))
+  if (addr == null) throw new Error('node has no loopback address')
+  return addr
+}
+
+export function peerIdOf(node: LlmeshNode): string {
+  return node.libp2p.peerId.toString()
+}
