@@ -5,3 +5,5 @@
 
 export type { IdentityErrorCode } from './identity.ts'
 export { createIdentityKey, IdentityKeyError, loadIdentityKey } from './identity.ts'
+export type { Address, Signer } from './signing.ts'
+export { addressFromPublicKey, SignatureVerifier, sha256Hex, signerFromPrivateKey, signerFromSeed } from './signing.ts'

@@ -66,3 +66,64 @@ export const LOCAL_NETWORK = {
   inboundConnectionThreshold: 1_000,
   allow: ['/ip4/127.0.0.1', '/ip6/::1']
 } as const
+
+/**
+ * Chain parameters: part of the chain state (genesis sets them; governance will change them), so
+ * every node applies the same rules at the same height. Amounts are in the smallest unit.
+ */
+export interface ChainParams {
+  /** Target interval between blocks. */
+  blockTimeMs: number
+  /** Blocks an unstaked amount stays slashable before it returns to the balance. */
+  unbondingBlocks: number
+  minValidatorStake: bigint
+  minHostStake: bigint
+  /** Share of a double-signer's validator stake that is slashed, in basis points. */
+  slashFractionBps: number
+  /** Evidence older than this many blocks is refused. */
+  evidenceMaxAgeBlocks: number
+  maxValidators: number
+  /** Smallest fee a transaction may carry. */
+  minTxFee: bigint
+  maxTxBytes: number
+  maxBlockTxs: number
+  maxBlockBytes: number
+}
+
+export const CHAIN_DEFAULTS: ChainParams = {
+  blockTimeMs: 2_000,
+  unbondingBlocks: 600,
+  minValidatorStake: 1_000_000n,
+  minHostStake: 100_000n,
+  slashFractionBps: 500,
+  evidenceMaxAgeBlocks: 10_000,
+  maxValidators: 100,
+  minTxFee: 0n,
+  maxTxBytes: 4_096,
+  maxBlockTxs: 10_000,
+  maxBlockBytes: 4 * 1024 * 1024
+}
+
+/** Allowed range of each chain parameter; genesis and (later) governance are checked against it. */
+export const CHAIN_PARAM_BOUNDS: { [K in keyof ChainParams]: [ChainParams[K], ChainParams[K]] } = {
+  blockTimeMs: [100, 60_000],
+  unbondingBlocks: [1, 10_000_000],
+  minValidatorStake: [1n, 2n ** 63n],
+  minHostStake: [1n, 2n ** 63n],
+  slashFractionBps: [0, 10_000],
+  evidenceMaxAgeBlocks: [1, 10_000_000],
+  maxValidators: [1, 1_000],
+  minTxFee: [0n, 2n ** 63n],
+  maxTxBytes: [256, 1024 * 1024],
+  maxBlockTxs: [1, 100_000],
+  maxBlockBytes: [1024, 64 * 1024 * 1024]
+}
+
+/** Largest amount a single field may hold: amounts are unsigned 64-bit integers on the wire. */
+export const MAX_AMOUNT = 2n ** 64n - 1n
+
+/** The account that receives transaction fees and slashed stake. No key can sign for it. */
+export const TREASURY_ADDRESS = 'treasury'
+
+export const STAKE_ROLES = ['validator', 'host'] as const
+export type StakeRole = (typeof STAKE_ROLES)[number]

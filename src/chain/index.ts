@@ -1,0 +1,33 @@
+/**
+ * Chain: the MESH ledger. Canonical objects (transactions, votes, proposals, blocks, commits)
+ * and the pure, deterministic state machine: `applyTx`, `buildBlock`, `applyBlock`,
+ * `genesisState`, `stateRoot`. No clock, randomness or I/O here: callers pass them in.
+ */
+export type { Block, BlockHeader, Commit } from './block.ts'
+export { blockHash, commitHash, decodeBlock, encodeBlock, encodeCommit, txRoot } from './block.ts'
+export type { ApplyBlockContext, BuildBlockInput, BuiltBlock } from './state/apply-block.ts'
+export { applyBlock, buildBlock } from './state/apply-block.ts'
+export type { TxContext, TxResult } from './state/apply-tx.ts'
+export { applyTx } from './state/apply-tx.ts'
+export { StateDraft, totalSupply } from './state/draft.ts'
+export type { GenesisInput } from './state/genesis.ts'
+export { checkParams, GenesisError, genesisSchema, genesisState } from './state/genesis.ts'
+export { stateRoot } from './state/state-root.ts'
+export type { Account, BlockErrorCode, ChainState, ModelRecord, TxErrorCode, Unbonding, Validator } from './state/types.ts'
+export { BlockError, stakeKey, TxError } from './state/types.ts'
+export type { SignedTx, TxBody, TxType, UnsignedTx } from './tx.ts'
+export { decodeTx, encodeTx, signedTxSchema, signTx, txHash, txSignBytes, verifyTxSignature } from './tx.ts'
+export { checkCommit, isOneThird, isQuorum, powerOf, totalPower, validatorsHash } from './validator-set.ts'
+export type { Proposal, SignedProposal, SignedVote, Vote, VoteType } from './vote.ts'
+export {
+  isEquivocation,
+  proposalSignBytes,
+  signedProposalSchema,
+  signedVoteSchema,
+  signProposal,
+  signVote,
+  VOTE_TYPES,
+  verifyProposal,
+  verifyVote,
+  voteSignBytes
+} from './vote.ts'

@@ -1,0 +1,107 @@
+import { z } from 'zod'
+import type { SignatureVerifier } from '../../crypto/index.ts'
+import { LlmeshError } from '../../errors/index.ts'
+import { CHAIN_DEFAULTS, CHAIN_PARAM_BOUNDS, type ChainParams, MAX_AMOUNT } from '../../params/index.ts'
+import { StateDraft } from './draft.ts'
+import type { ChainState } from './types.ts'
+
+export class GenesisError extends LlmeshError<'GENESIS_INVALID'> {}
+
+const decimal = z
+  .string()
+  .regex(/^(0|[1-9][0-9]*)$/, 'a non-negative integer as a decimal string')
+  .transform((s) => BigInt(s))
+  .refine((v) => v <= MAX_AMOUNT, 'over the 64-bit limit')
+
+const paramsSchema = z
+  .object({
+    blockTimeMs: z.number().int(),
+    unbondingBlocks: z.number().int(),
+    minValidatorStake: decimal,
+    minHostStake: decimal,
+    slashFractionBps: z.number().int(),
+    evidenceMaxAgeBlocks: z.number().int(),
+    maxValidators: z.number().int(),
+    minTxFee: decimal,
+    maxTxBytes: z.number().int(),
+    maxBlockTxs: z.number().int(),
+    maxBlockBytes: z.number().int()
+  })
+  .strict()
+  .partial()
+
+/** The genesis file: JSON, amounts as decimal strings (they exceed what JSON numbers hold exactly). */
+export const genesisSchema = z
+  .object({
+    chainId: z.string().min(1).max(64),
+    genesisTime: z.number().int().min(0),
+    params: paramsSchema.default({}),
+    accounts: z.array(z.object({ address: z.string().max(64), balance: decimal }).strict()).max(100_000),
+    validators: z
+      .array(z.object({ address: z.string().max(64), stake: decimal }).strict())
+      .min(1)
+      .max(1_000)
+  })
+  .strict()
+
+export type GenesisInput = z.input<typeof genesisSchema>
+
+/** Checks a parameter set against its bounds; returns the first violation or null. */
+export function checkParams(p: ChainParams): string | null {
+  for (const [key, [min, max]] of Object.entries(CHAIN_PARAM_BOUNDS) as Array<[keyof ChainParams, [unknown, unknown]]>) {
+    const v = p[key]
+    if ((v as number | bigint) < (min as number | bigint) || (v as number | bigint) > (max as number | bigint)) {
+      return `params.${key} = ${v} is outside [${min}, ${max}]`
+    }
+  }
+  return null
+}
+
+/** The state at height 0 from a genesis document. Throws GenesisError naming the first problem. */
+export function genesisState(input: unknown, verifier: SignatureVerifier): ChainState {
+  const parsed = genesisSchema.safeParse(input)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new GenesisError('GENESIS_INVALID', `genesis: ${issue?.path.join('.') || '(top level)'}: ${issue?.message}`)
+  }
+  const g = parsed.data
+  const params: ChainParams = { ...CHAIN_DEFAULTS, ...g.params }
+  const bad = checkParams(params)
+  if (bad != null) throw new GenesisError('GENESIS_INVALID', `genesis: ${bad}`)
+  const d = new StateDraft({
+    chainId: g.chainId,
+    height: 0,
+    lastBlockHash: '',
+    lastBlockTime: g.genesisTime,
+    params,
+    accounts: new Map(),
+    stakes: new Map(),
+    unbonding: [],
+    jailed: new Set(),
+    models: new Map(),
+    punished: new Set(),
+    lastValidators: [],
+    validators: [],
+    nextValidators: []
+  })
+  for (const a of g.accounts) {
+    if (!verifier.isAddress(a.address)) throw new GenesisError('GENESIS_INVALID', `genesis: account ${a.address} is not an address`)
+    if (d.accounts.has(a.address)) throw new GenesisError('GENESIS_INVALID', `genesis: account ${a.address} is listed twice`)
+    d.accounts.set(a.address, { balance: a.balance, nonce: 0 })
+  }
+  for (const v of g.validators) {
+    if (!verifier.isAddress(v.address)) throw new GenesisError('GENESIS_INVALID', `genesis: validator ${v.address} is not an address`)
+    if (d.stake('validator', v.address) > 0n) throw new GenesisError('GENESIS_INVALID', `genesis: validator ${v.address} is listed twice`)
+    if (v.stake < params.minValidatorStake) {
+      throw new GenesisError(
+        'GENESIS_INVALID',
+        `genesis: validator ${v.address} stakes ${v.stake}, under minValidatorStake ${params.minValidatorStake}`
+      )
+    }
+    d.setStake('validator', v.address, v.stake)
+  }
+  const set = d.computeValidatorSet()
+  d.validators = set
+  d.nextValidators = set
+  return d.finish()
+}

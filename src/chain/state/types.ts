@@ -1,0 +1,101 @@
+import type { Address } from '../../crypto/index.ts'
+import { LlmeshError } from '../../errors/index.ts'
+import type { ChainParams, StakeRole } from '../../params/index.ts'
+
+export interface Account {
+  balance: bigint
+  /** Transactions this account has sent: the next one must carry this nonce. */
+  nonce: number
+}
+
+export interface Validator {
+  address: Address
+  /** Voting power: the validator's bonded stake. */
+  power: bigint
+}
+
+export interface Unbonding {
+  address: Address
+  role: StakeRole
+  amount: bigint
+  /** The height at which the amount returns to the balance. Slashable until then. */
+  releaseHeight: number
+}
+
+export interface ModelRecord {
+  name: string
+  cid: string
+  parent: string | null
+  /** Parameter count: the model's complexity in the fee formula. */
+  parameters: bigint
+  owner: Address
+  height: number
+}
+
+/**
+ * The whole ledger after a block. Treated as immutable: transitions return a new state and
+ * never modify their input.
+ */
+export interface ChainState {
+  chainId: string
+  /** Height of the last applied block; 0 is genesis. */
+  height: number
+  lastBlockHash: string
+  lastBlockTime: number
+  params: ChainParams
+  accounts: ReadonlyMap<Address, Account>
+  /** Bonded stake by `${role}:${address}`. */
+  stakes: ReadonlyMap<string, bigint>
+  unbonding: readonly Unbonding[]
+  /** Validators removed for double-signing; they cannot rejoin the set. */
+  jailed: ReadonlySet<Address>
+  models: ReadonlyMap<string, ModelRecord>
+  /** `${validator}:${height}` of every equivocation already punished. */
+  punished: ReadonlySet<string>
+  /** The set that decided the last block (checks its commit in the next block). */
+  lastValidators: readonly Validator[]
+  /** The set that decides block height + 1. */
+  validators: readonly Validator[]
+  /** The set that will decide block height + 2: staking changes take effect one block later. */
+  nextValidators: readonly Validator[]
+}
+
+export type TxErrorCode =
+  | 'WRONG_CHAIN'
+  | 'BAD_SIGNATURE'
+  | 'INVALID_ADDRESS'
+  | 'WRONG_NONCE'
+  | 'FEE_TOO_LOW'
+  | 'INSUFFICIENT_BALANCE'
+  | 'ZERO_AMOUNT'
+  | 'BELOW_MIN_STAKE'
+  | 'INSUFFICIENT_STAKE'
+  | 'JAILED'
+  | 'MODEL_EXISTS'
+  | 'UNKNOWN_PARENT'
+  | 'BAD_EVIDENCE'
+  | 'DUPLICATE_EVIDENCE'
+  | 'MALFORMED'
+
+/** Why a transaction was refused. A refused transaction changes nothing. */
+export class TxError extends LlmeshError<TxErrorCode> {}
+
+export type BlockErrorCode =
+  | 'WRONG_CHAIN'
+  | 'WRONG_HEIGHT'
+  | 'WRONG_PREV_HASH'
+  | 'BAD_TIME'
+  | 'WRONG_VALIDATORS'
+  | 'NOT_A_VALIDATOR'
+  | 'BAD_TX_ROOT'
+  | 'BAD_LAST_COMMIT'
+  | 'TOO_LARGE'
+  | 'BAD_TX'
+  | 'BAD_STATE_ROOT'
+
+/** Why a block was refused. */
+export class BlockError extends LlmeshError<BlockErrorCode> {}
+
+export function stakeKey(role: StakeRole, address: Address): string {
+  return `${role}:${address}`
+}

@@ -1,0 +1,94 @@
+import { z } from 'zod'
+import { DecodeError, decodeCanonical, encodeCanonical } from '../codec/index.ts'
+import { type Address, type SignatureVerifier, type Signer, sha256Hex } from '../crypto/index.ts'
+import { STAKE_ROLES, type StakeRole } from '../params/index.ts'
+import { addressSchema, amountSchema, chainIdSchema, cidSchema, signatureSchema, uintSchema } from './schema.ts'
+import { type SignedVote, signedVoteSchema } from './vote.ts'
+
+export type TxBody =
+  | { type: 'transfer'; to: Address; amount: bigint }
+  | { type: 'stake'; role: StakeRole; amount: bigint }
+  | { type: 'unstake'; role: StakeRole; amount: bigint }
+  | { type: 'register-model'; name: string; cid: string; parent: string | null; parameters: bigint }
+  | { type: 'evidence'; a: SignedVote; b: SignedVote }
+
+export type TxType = TxBody['type']
+
+export interface UnsignedTx {
+  chainId: string
+  from: Address
+  /** The sender's transaction count so far: the first transaction has nonce 0. */
+  nonce: number
+  fee: bigint
+  body: TxBody
+}
+
+export interface SignedTx extends UnsignedTx {
+  sig: Uint8Array
+}
+
+const bodySchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('transfer'), to: addressSchema, amount: amountSchema }).strict(),
+  z.object({ type: z.literal('stake'), role: z.enum(STAKE_ROLES), amount: amountSchema }).strict(),
+  z.object({ type: z.literal('unstake'), role: z.enum(STAKE_ROLES), amount: amountSchema }).strict(),
+  z
+    .object({
+      type: z.literal('register-model'),
+      name: z
+        .string()
+        .min(1)
+        .max(128)
+        .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / -'),
+      cid: cidSchema,
+      parent: cidSchema.nullable(),
+      parameters: amountSchema
+    })
+    .strict(),
+  z.object({ type: z.literal('evidence'), a: signedVoteSchema, b: signedVoteSchema }).strict()
+])
+
+export const signedTxSchema = z
+  .object({ chainId: chainIdSchema, from: addressSchema, nonce: uintSchema, fee: amountSchema, body: bodySchema, sig: signatureSchema })
+  .strict()
+
+function unsigned(tx: UnsignedTx): UnsignedTx {
+  return { chainId: tx.chainId, from: tx.from, nonce: tx.nonce, fee: tx.fee, body: tx.body }
+}
+
+/** The bytes a sender signs: the transaction without its signature, domain-separated. */
+export function txSignBytes(tx: UnsignedTx): Uint8Array {
+  return encodeCanonical({ domain: 'llmesh/tx/1', tx: unsigned(tx) })
+}
+
+export function signTx(tx: UnsignedTx, signer: Signer): SignedTx {
+  if (signer.address !== tx.from) throw new Error('signer is not the transaction sender')
+  return { ...unsigned(tx), sig: signer.sign(txSignBytes(tx)) }
+}
+
+export function verifyTxSignature(tx: SignedTx, verifier: SignatureVerifier): boolean {
+  return verifier.verify(tx.from, txSignBytes(tx), tx.sig)
+}
+
+/** Canonical wire bytes of a signed transaction. */
+export function encodeTx(tx: SignedTx): Uint8Array {
+  return encodeCanonical({ ...unsigned(tx), sig: tx.sig })
+}
+
+/** The transaction's id: SHA-256 of its wire bytes, hex. */
+export function txHash(bytes: Uint8Array): string {
+  return sha256Hex(bytes)
+}
+
+/**
+ * Decodes wire bytes into a signed transaction: at most `maxBytes`, canonical DAG-CBOR, every
+ * field of the right type and range. Does not check the signature or the state.
+ */
+export function decodeTx(bytes: Uint8Array, maxBytes: number): SignedTx {
+  const value = decodeCanonical(bytes, maxBytes)
+  const parsed = signedTxSchema.safeParse(value)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new DecodeError('DECODE_MALFORMED', `not a transaction: ${issue?.path.join('.') || '(top)'}: ${issue?.message}`)
+  }
+  return parsed.data as SignedTx
+}
