@@ -54,7 +54,9 @@ const headerSchema = z
   })
   .strict()
 
-const blockSchema = z.object({ header: headerSchema, txs: z.array(z.instanceof(Uint8Array)), lastCommit: commitSchema.nullable() }).strict()
+export const blockSchema = z
+  .object({ header: headerSchema, txs: z.array(z.instanceof(Uint8Array)).max(100_000), lastCommit: commitSchema.nullable() })
+  .strict()
 
 export function blockHash(header: BlockHeader): string {
   return sha256Hex(encodeCanonical(header))

@@ -4,7 +4,7 @@
  * `genesisState`, `stateRoot`. No clock, randomness or I/O here: callers pass them in.
  */
 export type { Block, BlockHeader, Commit } from './block.ts'
-export { blockHash, commitHash, decodeBlock, encodeBlock, encodeCommit, txRoot } from './block.ts'
+export { blockHash, blockSchema, commitHash, commitSchema, decodeBlock, encodeBlock, encodeCommit, txRoot } from './block.ts'
 export type { ApplyBlockContext, BuildBlockInput, BuiltBlock } from './state/apply-block.ts'
 export { applyBlock, buildBlock } from './state/apply-block.ts'
 export type { TxContext, TxResult } from './state/apply-tx.ts'

@@ -52,7 +52,7 @@ const CIDS = [
   'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku'
 ]
 
-function bodyFor(op: Op, state: ChainState): TxBody {
+function bodyFor(op: Op, state: ChainState, height = state.height + 1): TxBody {
   const to = op.recipient === signers.length ? TREASURY_ADDRESS : (signers[op.recipient]?.address ?? TREASURY_ADDRESS)
   switch (op.kind) {
     case 'transfer':
@@ -73,8 +73,13 @@ function bodyFor(op: Op, state: ChainState): TxBody {
       // a (possibly) equivocating validator: two precommits at one height and round
       const offender = signers[op.sender % VALIDATORS]
       if (offender == null) throw new Error('no offender')
-      const height = Math.max(1, state.height + 1 - op.heightBack)
-      const vote = { chainId: CHAIN_ID, height, round: 0, type: 'precommit' as const, validator: offender.address }
+      const vote = {
+        chainId: CHAIN_ID,
+        height: Math.max(1, height - op.heightBack),
+        round: 0,
+        type: 'precommit' as const,
+        validator: offender.address
+      }
       const a = signVote({ ...vote, blockHash: 'a'.repeat(64) }, offender)
       const b = signVote({ ...vote, blockHash: op.amount % 5n === 0n ? 'a'.repeat(64) : 'b'.repeat(64) }, offender)
       return { type: 'evidence', a, b }
@@ -95,13 +100,16 @@ test('every transaction sequence conserves supply, keeps balances non-negative a
       let state = makeState(signers, VALIDATORS, verifier)
       const supply = totalSupply(state)
       const used = new Set<string>()
+      let height = 0
       for (const op of ops) {
+        // heights advance as if each transaction were in its own block, so evidence spans heights
+        height++
         const signer = signers[op.sender]
         if (signer == null) throw new Error('no signer')
-        let t: SignedTx = tx(state, signer, bodyFor(op, state), op.fee, op.nonceOffset)
+        let t: SignedTx = tx(state, signer, bodyFor(op, state, height), op.fee, op.nonceOffset)
         if (op.corruptSig) t = { ...t, sig: Uint8Array.from(t.sig, (b, i) => (i === 0 ? b ^ 1 : b)) }
         const rootBefore = stateRoot(state)
-        const result = applyTx(state, t, { height: state.height + 1, verifier })
+        const result = applyTx(state, t, { height, verifier })
         assert.equal(stateRoot(state), rootBefore, 'applyTx modified its input')
         if (!result.ok) {
           assert.equal(typeof result.error.code, 'string')
@@ -134,6 +142,8 @@ test('two nodes applying the same blocks reach the same state root; unbonding re
       const supply = totalSupply(proposerState)
       let lastCommit = null
       for (const [i, ops] of blocks.entries()) {
+        // evidence can jail every validator: such a chain has halted, which is all it can do
+        if (proposerState.validators.length === 0) break
         // each op signed against the state as the proposer sees it before the block
         const candidates = ops.map((op) => {
           const signer = signers[op.sender]

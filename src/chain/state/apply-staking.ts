@@ -79,14 +79,14 @@ export function applyEvidence(d: StateDraft, a: SignedVote, b: SignedVote, heigh
   const fromBond = slash < bonded ? slash : bonded
   slash -= fromBond
   d.payTreasury(fromBond)
-  for (const u of unbonding) {
-    if (slash === 0n) break
+  // unbonding entries are shared with the input state: replace them, never modify them
+  d.unbonding = d.unbonding.flatMap((u) => {
+    if (slash === 0n || u.address !== offender || u.role !== 'validator') return [u]
     const take = slash < u.amount ? slash : u.amount
-    u.amount -= take
     slash -= take
     d.payTreasury(take)
-  }
-  d.unbonding = d.unbonding.filter((u) => u.amount > 0n)
+    return u.amount === take ? [] : [{ ...u, amount: u.amount - take }]
+  })
   d.setStake('validator', offender, 0n)
   const rest = bonded - fromBond
   if (rest > 0n) d.unbonding.push({ address: offender, role: 'validator', amount: rest, releaseHeight: height + d.params.unbondingBlocks })

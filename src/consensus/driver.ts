@@ -1,0 +1,366 @@
+import {
+  applyBlock,
+  type Block,
+  BlockError,
+  blockHash,
+  buildBlock,
+  type ChainState,
+  type Commit,
+  checkCommit,
+  type SignedProposal,
+  type SignedVote,
+  signProposal,
+  signVote,
+  verifyProposal,
+  verifyVote
+} from '../chain/index.ts'
+import type { SignatureVerifier, Signer } from '../crypto/index.ts'
+import { type ConsensusState, createConsensusState, stepConsensus } from './core.ts'
+import { allowSign, type DoubleSignGuard, SIGN_STEP } from './guard.ts'
+import type { ConsensusEffect, ConsensusInput, ConsensusTimeouts, LockState } from './types.ts'
+
+/** Distinct votes relayed per height; beyond this a node stops forwarding (its own still go out). */
+const MAX_RELAYED_PER_HEIGHT = 100_000
+
+/** Messages validators exchange (over gossip in a node, over the simulated network in tests). */
+export type ConsensusMessage =
+  | { kind: 'proposal'; proposal: SignedProposal; block: Block }
+  | { kind: 'vote'; vote: SignedVote }
+  | { kind: 'block-request'; fromHeight: number }
+  | { kind: 'blocks'; blocks: Array<{ block: Block; commit: Commit }> }
+
+export interface CommittedBlock {
+  block: Block
+  hash: string
+  commit: Commit
+  state: ChainState
+}
+
+/** Everything the driver needs from outside: clock, timers, network, disk, mempool. */
+export interface DriverEnv {
+  now(): number
+  setTimer(ms: number, fn: () => void): void
+  broadcast(msg: ConsensusMessage): void
+  send(to: string, msg: ConsensusMessage): void
+  /** Durably saves the lock state; returns once it is on disk. */
+  persistLocks(locks: LockState): void
+  /** Durably appends a committed block (and the state after it). */
+  commitBlock(committed: CommittedBlock): void
+  loadBlock(height: number): { block: Block; commit: Commit } | undefined
+  /** Transactions to try in the next block, in order. */
+  mempool(): Iterable<Uint8Array>
+  /** A double-sign was seen: turn it into an evidence transaction. */
+  evidence(a: SignedVote, b: SignedVote): void
+  log?(event: string, data?: Record<string, unknown>): void
+}
+
+export interface DriverInit {
+  state: ChainState
+  signer: Signer | null
+  guard: DoubleSignGuard | null
+  verifier: SignatureVerifier
+  timeouts: ConsensusTimeouts
+  /** Lock state saved before a crash, if any. */
+  locks?: LockState
+  /** Forward every new valid proposal and vote to all peers (flood gossip). */
+  relay?: boolean
+  /** How often to re-send this node's own messages of the current height (recovers lost ones). */
+  rebroadcastMs?: number
+  /** Blocks sent in one catch-up answer. */
+  maxBlocksPerAnswer?: number
+}
+
+/**
+ * The thin shell around the consensus core: checks signatures and blocks before they reach the
+ * core, signs through the double-sign guard, builds and applies blocks, keeps time with timers,
+ * and catches up from peers. All I/O goes through `DriverEnv`, so the same driver runs in a node
+ * and in the deterministic simulation.
+ */
+export class ConsensusDriver {
+  private readonly env: DriverEnv
+  private readonly init: Required<Omit<DriverInit, 'locks' | 'signer' | 'guard'>> & Pick<DriverInit, 'signer' | 'guard'>
+  private chain: ChainState
+  private core: ConsensusState
+  private lastCommit: Commit | null = null
+  /** Blocks seen for the current height, by hash, with the state after each (if valid). */
+  private candidates = new Map<string, { block: Block; state: ChainState | null }>()
+  private readonly own = new Map<string, ConsensusMessage>()
+  private readonly queue: ConsensusInput[] = []
+  private running = false
+  private heightStartedAt = 0
+  private lastSyncRequest = 0
+  private readonly answered = new Map<string, number>()
+  private readonly evidenceSent = new Set<string>()
+  private readonly relayed = new Set<string>()
+  private stopped = false
+
+  constructor(env: DriverEnv, init: DriverInit) {
+    this.env = env
+    this.init = { relay: false, rebroadcastMs: 1_000, maxBlocksPerAnswer: 16, ...init }
+    this.chain = init.state
+    this.core = createConsensusState(
+      { chainId: init.state.chainId, self: init.signer?.address ?? null, timeouts: init.timeouts },
+      init.state.height + 1,
+      init.state.validators,
+      init.locks
+    )
+  }
+
+  get state(): ChainState {
+    return this.chain
+  }
+
+  get consensus(): Readonly<ConsensusState> {
+    return this.core
+  }
+
+  start(): void {
+    this.heightStartedAt = this.env.now()
+    this.input({ type: 'start' })
+    this.tick()
+  }
+
+  /** Stops timers from acting (a crashed or stopped node). */
+  stop(): void {
+    this.stopped = true
+  }
+
+  private tick(): void {
+    this.env.setTimer(this.init.rebroadcastMs, () => {
+      if (this.stopped) return
+      for (const msg of this.own.values()) this.env.broadcast(msg)
+      this.tick()
+    })
+  }
+
+  /** A message from peer `from`. Invalid messages are dropped; returns whether it was accepted. */
+  onMessage(from: string, msg: ConsensusMessage): boolean {
+    if (this.stopped) return false
+    switch (msg.kind) {
+      case 'vote':
+        return this.onVote(from, msg.vote)
+      case 'proposal':
+        return this.onProposal(from, msg.proposal, msg.block)
+      case 'block-request':
+        this.answerSync(from, msg.fromHeight)
+        return true
+      case 'blocks':
+        return this.onBlocks(msg.blocks)
+    }
+  }
+
+  private behind(from: string, height: number): void {
+    // the peer is still on a height we finished: send it what it lacks (rate-limited per peer)
+    if (height <= this.chain.height) this.answerSync(from, height)
+    // the peer is beyond the next height: we missed a block
+    if (height > this.chain.height + 1 && this.env.now() - this.lastSyncRequest > this.init.timeouts.proposeMs) {
+      this.lastSyncRequest = this.env.now()
+      this.env.log?.('behind: requesting blocks', { from, height, have: this.chain.height })
+      this.env.send(from, { kind: 'block-request', fromHeight: this.chain.height + 1 })
+    }
+  }
+
+  private onVote(from: string, vote: SignedVote): boolean {
+    if (vote.height !== this.core.height) {
+      this.behind(from, vote.height)
+      if (vote.height !== this.core.height + 1) return false
+    }
+    if (!verifyVote(vote, this.init.verifier)) return false
+    const fresh = this.isFresh(vote)
+    this.input({ type: 'vote', vote })
+    if (fresh && this.init.relay) this.env.broadcast({ kind: 'vote', vote })
+    return true
+  }
+
+  /** True the first time this exact vote is seen at the current height (so it is relayed once). */
+  private isFresh(vote: SignedVote): boolean {
+    if (vote.height !== this.core.height) return false
+    const key = `${vote.validator}:${vote.round}:${vote.type}:${vote.blockHash}`
+    if (this.relayed.has(key) || this.relayed.size >= MAX_RELAYED_PER_HEIGHT) return false
+    this.relayed.add(key)
+    return true
+  }
+
+  private onProposal(from: string, proposal: SignedProposal, block: Block): boolean {
+    if (proposal.height !== this.core.height) {
+      this.behind(from, proposal.height)
+      return false
+    }
+    if (!verifyProposal(proposal, this.init.verifier)) return false
+    const hash = blockHash(block.header)
+    if (hash !== proposal.blockHash) return false
+    const key = `p:${proposal.round}:${hash}`
+    const fresh = !this.relayed.has(key)
+    this.relayed.add(key)
+    const valid = this.checkCandidate(hash, block)
+    this.input({ type: 'proposal', proposal, valid })
+    if (fresh && this.init.relay) this.env.broadcast({ kind: 'proposal', proposal, block })
+    return true
+  }
+
+  private checkCandidate(hash: string, block: Block): boolean {
+    const known = this.candidates.get(hash)
+    if (known != null) return known.state != null
+    let state: ChainState | null = null
+    try {
+      state = applyBlock(this.chain, block, { verifier: this.init.verifier }).state
+    } catch (err) {
+      if (!(err instanceof BlockError)) throw err
+      this.env.log?.('invalid block', { hash, reason: err.message })
+    }
+    this.candidates.set(hash, { block, state })
+    return state != null
+  }
+
+  private answerSync(from: string, fromHeight: number): void {
+    const key = `${from}:${fromHeight}`
+    const last = this.answered.get(key) ?? -Infinity
+    if (this.env.now() - last < this.init.timeouts.proposeMs) return
+    if (this.answered.size > 1_000) this.answered.clear()
+    this.answered.set(key, this.env.now())
+    const blocks = []
+    for (let h = Math.max(1, fromHeight); h <= this.chain.height && blocks.length < this.init.maxBlocksPerAnswer; h++) {
+      const b = this.env.loadBlock(h)
+      if (b == null) break
+      blocks.push(b)
+    }
+    if (blocks.length > 0) this.env.send(from, { kind: 'blocks', blocks })
+  }
+
+  private onBlocks(blocks: Array<{ block: Block; commit: Commit }>): boolean {
+    this.env.log?.('blocks received', { heights: blocks.map((b) => b.block.header.height), have: this.chain.height })
+    let progressed = false
+    for (const { block, commit } of blocks) {
+      if (block.header.height !== this.chain.height + 1) continue
+      const hash = blockHash(block.header)
+      if (commit.blockHash !== hash || commit.height !== block.header.height) return progressed
+      if (checkCommit(commit, this.chain.validators, this.chain.chainId, this.init.verifier) != null) return progressed
+      let state: ChainState
+      try {
+        state = applyBlock(this.chain, block, { verifier: this.init.verifier }).state
+      } catch (err) {
+        if (!(err instanceof BlockError)) throw err
+        return progressed
+      }
+      this.finishHeight({ block, hash, commit, state })
+      progressed = true
+    }
+    if (progressed) this.scheduleStart()
+    return progressed
+  }
+
+  private input(input: ConsensusInput): void {
+    this.queue.push(input)
+    if (this.running) return
+    this.running = true
+    try {
+      for (let i = 0; i < 100_000; i++) {
+        const next = this.queue.shift()
+        if (next == null) return
+        for (const effect of stepConsensus(this.core, next)) this.perform(effect)
+      }
+      throw new Error('invariant: consensus input queue did not drain')
+    } finally {
+      this.running = false
+    }
+  }
+
+  private perform(effect: ConsensusEffect): void {
+    switch (effect.type) {
+      case 'get-value': {
+        const built = buildBlock(this.chain, {
+          proposer: this.init.signer?.address ?? '',
+          time: this.env.now(),
+          lastCommit: this.lastCommit,
+          candidates: this.env.mempool(),
+          verifier: this.init.verifier
+        })
+        this.candidates.set(built.hash, { block: built.block, state: built.state })
+        this.queue.push({ type: 'value', height: effect.height, round: effect.round, blockHash: built.hash })
+        return
+      }
+      case 'persist':
+        this.env.persistLocks(effect.locks)
+        return
+      case 'propose': {
+        const p = effect.proposal
+        const block = this.candidates.get(p.blockHash)?.block
+        if (block == null || !this.guarded(p.height, p.round, SIGN_STEP.proposal, p.blockHash)) return
+        const signed = signProposal(p, this.init.signer as Signer)
+        const msg: ConsensusMessage = { kind: 'proposal', proposal: signed, block }
+        this.own.set(`p:${p.round}`, msg)
+        this.env.broadcast(msg)
+        this.queue.push({ type: 'proposal', proposal: signed, valid: true })
+        return
+      }
+      case 'vote': {
+        const v = effect.vote
+        if (!this.guarded(v.height, v.round, SIGN_STEP[v.type], v.blockHash)) return
+        const signed = signVote(v, this.init.signer as Signer)
+        const msg: ConsensusMessage = { kind: 'vote', vote: signed }
+        this.own.set(`${v.type}:${v.round}`, msg)
+        this.env.broadcast(msg)
+        this.queue.push({ type: 'vote', vote: signed })
+        return
+      }
+      case 'schedule-timeout':
+        this.env.setTimer(effect.ms, () => {
+          if (!this.stopped) this.input({ type: 'timeout', kind: effect.kind, height: effect.height, round: effect.round })
+        })
+        return
+      case 'decide': {
+        const c = this.candidates.get(effect.blockHash)
+        if (c?.state == null) throw new Error('invariant: decided a block that was not checked')
+        const commit: Commit = { height: effect.height, round: effect.round, blockHash: effect.blockHash, precommits: effect.precommits }
+        this.finishHeight({ block: c.block, hash: effect.blockHash, commit, state: c.state })
+        this.scheduleStart()
+        return
+      }
+      case 'need-block':
+        this.env.broadcast({ kind: 'block-request', fromHeight: effect.height })
+        return
+      case 'evidence': {
+        const key = `${effect.a.validator}:${effect.a.height}`
+        if (this.evidenceSent.has(key)) return
+        this.evidenceSent.add(key)
+        this.env.evidence(effect.a, effect.b)
+        return
+      }
+    }
+  }
+
+  /** Signs only what the guard allows, recording it durably first. */
+  private guarded(height: number, round: number, step: number, hash: string | null): boolean {
+    const guard = this.init.guard
+    if (guard == null || this.init.signer == null) return false
+    const point = { height, round, step, blockHash: hash }
+    if (!allowSign(guard.last(), point)) {
+      this.env.log?.('double-sign guard refused', { height, round, step })
+      return false
+    }
+    guard.record(point)
+    return true
+  }
+
+  private finishHeight(committed: CommittedBlock): void {
+    this.env.commitBlock(committed)
+    this.chain = committed.state
+    this.lastCommit = committed.commit
+    this.candidates = new Map()
+    this.own.clear()
+    this.relayed.clear()
+    this.queue.length = 0
+    this.input({ type: 'new-height', height: committed.state.height + 1, validators: committed.state.validators })
+  }
+
+  /** Starts the next height so that blocks come about `blockTimeMs` apart. */
+  private scheduleStart(): void {
+    const height = this.chain.height + 1
+    const wait = Math.max(0, this.chain.params.blockTimeMs - (this.env.now() - this.heightStartedAt))
+    this.env.setTimer(wait, () => {
+      if (this.stopped || this.core.height !== height || this.core.step !== 'new-height') return
+      this.heightStartedAt = this.env.now()
+      this.input({ type: 'start' })
+    })
+  }
+}

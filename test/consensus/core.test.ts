@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import type { Validator } from '../../src/chain/index.ts'
+import {
+  allowSign,
+  createConsensusState,
+  decodeConsensusMessage,
+  encodeConsensusMessage,
+  proposerFor,
+  stepConsensus
+} from '../../src/consensus/index.ts'
+import { makeSigners } from '../chain/fixtures.ts'
+
+test('the double-sign guard allows only later points, or the identical one again', () => {
+  const last = { height: 5, round: 1, step: 1, blockHash: 'a'.repeat(64) }
+  assert.equal(allowSign(null, last), true)
+  assert.equal(allowSign(last, { ...last }), true, 'the same vote again')
+  assert.equal(allowSign(last, { ...last, blockHash: null }), false, 'a different prevote in the same round')
+  assert.equal(allowSign(last, { ...last, step: 0 }), false, 'an earlier step')
+  assert.equal(allowSign(last, { ...last, round: 0, step: 2 }), false, 'an earlier round')
+  assert.equal(allowSign(last, { ...last, height: 4, round: 9 }), false, 'an earlier height')
+  assert.equal(allowSign(last, { ...last, step: 2, blockHash: null }), true)
+  assert.equal(allowSign(last, { height: 5, round: 2, step: 0, blockHash: 'b'.repeat(64) }), true)
+  assert.equal(allowSign(last, { height: 6, round: 0, step: 0, blockHash: 'b'.repeat(64) }), true)
+})
+
+test('proposers rotate in proportion to stake, the same on every node', () => {
+  const signers = makeSigners(3)
+  const validators: Validator[] = signers
+    .map((s, i) => ({ address: s.address, power: BigInt((i + 1) * 100) }))
+    .sort((a, b) => (a.address < b.address ? -1 : 1))
+  const counts = new Map<string, number>()
+  for (let h = 1; h <= 6_000; h++) {
+    const p = proposerFor('c', validators, h, 0)
+    assert.equal(p, proposerFor('c', validators, h, 0))
+    counts.set(p, (counts.get(p) ?? 0) + 1)
+  }
+  for (const v of validators) {
+    const share = (counts.get(v.address) ?? 0) / 6_000
+    const expected = Number(v.power) / 600
+    assert.ok(Math.abs(share - expected) < 0.03, `${v.power} power proposed ${share}, expected ${expected}`)
+  }
+})
+
+test('a lone validator proposes, votes and decides through the core alone', () => {
+  const [signer] = makeSigners(1) as [ReturnType<typeof makeSigners>[number]]
+  const validators = [{ address: signer.address, power: 10n }]
+  const s = createConsensusState(
+    { chainId: 'c', self: signer.address, timeouts: { proposeMs: 100, prevoteMs: 100, precommitMs: 100, deltaMs: 10 } },
+    1,
+    validators
+  )
+  let fx = stepConsensus(s, { type: 'start' })
+  assert.deepEqual(
+    fx.map((e) => e.type),
+    ['get-value', 'schedule-timeout']
+  )
+  const hash = 'c'.repeat(64)
+  fx = stepConsensus(s, { type: 'value', height: 1, round: 0, blockHash: hash })
+  assert.deepEqual(
+    fx.map((e) => e.type),
+    ['persist', 'propose']
+  )
+  const sig = new Uint8Array(64)
+  fx = stepConsensus(s, {
+    type: 'proposal',
+    proposal: { chainId: 'c', height: 1, round: 0, validRound: -1, blockHash: hash, proposer: signer.address, sig },
+    valid: true
+  })
+  const prevote = fx.find((e) => e.type === 'vote')
+  assert.ok(prevote?.type === 'vote' && prevote.vote.type === 'prevote' && prevote.vote.blockHash === hash)
+  fx = stepConsensus(s, { type: 'vote', vote: { ...prevote.vote, sig } })
+  const precommit = fx.find((e) => e.type === 'vote')
+  assert.ok(precommit?.type === 'vote' && precommit.vote.type === 'precommit' && precommit.vote.blockHash === hash)
+  assert.equal(s.lockedHash, hash)
+  fx = stepConsensus(s, { type: 'vote', vote: { ...precommit.vote, sig } })
+  const decide = fx.find((e) => e.type === 'decide')
+  assert.ok(decide?.type === 'decide' && decide.blockHash === hash && decide.precommits.length === 1)
+  assert.equal(s.step, 'commit')
+})
+
+test('a prevote for an invalid block is nil, and conflicting votes yield evidence', () => {
+  const signers = makeSigners(4)
+  const validators = signers.map((s) => ({ address: s.address, power: 10n })).sort((a, b) => (a.address < b.address ? -1 : 1))
+  const self = signers[0]?.address ?? ''
+  const s = createConsensusState(
+    { chainId: 'c', self, timeouts: { proposeMs: 100, prevoteMs: 100, precommitMs: 100, deltaMs: 10 } },
+    1,
+    validators
+  )
+  stepConsensus(s, { type: 'start' })
+  const proposer = proposerFor('c', validators, 1, 0)
+  const sig = new Uint8Array(64)
+  if (proposer !== self) {
+    const fx = stepConsensus(s, {
+      type: 'proposal',
+      proposal: { chainId: 'c', height: 1, round: 0, validRound: -1, blockHash: 'd'.repeat(64), proposer, sig },
+      valid: false
+    })
+    const v = fx.find((e) => e.type === 'vote')
+    assert.ok(v?.type === 'vote' && v.vote.blockHash === null, 'nil prevote for an invalid block')
+  }
+  const other = signers[1]?.address ?? ''
+  const base = { chainId: 'c', height: 1, round: 0, type: 'prevote' as const, validator: other, sig }
+  assert.deepEqual(stepConsensus(s, { type: 'vote', vote: { ...base, blockHash: 'e'.repeat(64) } }), [])
+  const fx = stepConsensus(s, { type: 'vote', vote: { ...base, blockHash: null } })
+  assert.deepEqual(
+    fx.map((e) => e.type),
+    ['evidence']
+  )
+})
+
+test('consensus messages round-trip the wire codec; garbage and oversized input are refused', () => {
+  const vote = {
+    chainId: 'c',
+    height: 3,
+    round: 1,
+    type: 'precommit' as const,
+    blockHash: null,
+    validator: makeSigners(1)[0]?.address ?? '',
+    sig: new Uint8Array(64).fill(7)
+  }
+  const bytes = encodeConsensusMessage({ kind: 'vote', vote })
+  assert.deepEqual(decodeConsensusMessage(bytes), { kind: 'vote', vote })
+  assert.throws(() => decodeConsensusMessage(new Uint8Array([1, 2, 3])))
+  assert.throws(() => decodeConsensusMessage(bytes, 10), /limit/)
+  assert.throws(() => decodeConsensusMessage(encodeConsensusMessage({ kind: 'vote', vote: { ...vote, round: -1 } })))
+})
