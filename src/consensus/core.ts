@@ -355,6 +355,8 @@ function onProposal(s: ConsensusState, proposal: SignedProposal, valid: boolean)
   if (!s.validity.has(proposal.blockHash) || valid) s.validity.set(proposal.blockHash, valid)
   const r = roundState(s, proposal.round)
   if (r.proposal == null) r.proposal = proposal
+  // our own proposal, replayed after a restart: never build another for this round
+  if (proposal.proposer === s.config.self) s.proposed.add(proposal.round)
   noteSender(s, proposal.round, proposal.proposer)
 }
 

@@ -29,6 +29,12 @@ export type ConsensusMessage =
   | { kind: 'block-request'; fromHeight: number }
   | { kind: 'blocks'; blocks: Array<{ block: Block; commit: Commit }> }
 
+/** This validator's signed messages of one height, kept so a restart can re-send them. */
+export interface OwnMessages {
+  height: number
+  messages: ConsensusMessage[]
+}
+
 export interface CommittedBlock {
   block: Block
   hash: string
@@ -44,6 +50,11 @@ export interface DriverEnv {
   send(to: string, msg: ConsensusMessage): void
   /** Durably saves the lock state; returns once it is on disk. */
   persistLocks(locks: LockState): void
+  /**
+   * Durably saves this node's signed messages of `height` (its proposal with the block, its votes);
+   * returns once they are on disk. A restarted node re-sends them instead of going silent.
+   */
+  persistOwn(own: OwnMessages): void
   /** Durably appends a committed block (and the state after it). */
   commitBlock(committed: CommittedBlock): void
   loadBlock(height: number): { block: Block; commit: Commit } | undefined
@@ -62,6 +73,8 @@ export interface DriverInit {
   timeouts: ConsensusTimeouts
   /** Lock state saved before a crash, if any. */
   locks?: LockState
+  /** Signed messages saved before a crash, if any. */
+  own?: OwnMessages
   /** Forward every new valid proposal and vote to all peers (flood gossip). */
   relay?: boolean
   /** How often to re-send this node's own messages of the current height (recovers lost ones). */
@@ -78,7 +91,7 @@ export interface DriverInit {
  */
 export class ConsensusDriver {
   private readonly env: DriverEnv
-  private readonly init: Required<Omit<DriverInit, 'locks' | 'signer' | 'guard'>> & Pick<DriverInit, 'signer' | 'guard'>
+  private readonly init: Required<Omit<DriverInit, 'locks' | 'own' | 'signer' | 'guard'>> & Pick<DriverInit, 'signer' | 'guard' | 'own'>
   private chain: ChainState
   private core: ConsensusState
   private lastCommit: Commit | null = null
@@ -116,8 +129,32 @@ export class ConsensusDriver {
 
   start(): void {
     this.heightStartedAt = this.env.now()
+    this.replayOwn()
     this.input({ type: 'start' })
     this.tick()
+  }
+
+  /** After a restart: take back the messages signed before it, and send them again. */
+  private replayOwn(): void {
+    const saved = this.init.own
+    if (saved == null || saved.height !== this.core.height) return
+    for (const msg of saved.messages) {
+      if (msg.kind === 'proposal') {
+        const valid = this.checkCandidate(msg.proposal.blockHash, msg.block)
+        this.own.set(`p:${msg.proposal.round}`, msg)
+        this.input({ type: 'proposal', proposal: msg.proposal, valid })
+      } else if (msg.kind === 'vote') {
+        this.own.set(`${msg.vote.type}:${msg.vote.round}`, msg)
+        this.input({ type: 'vote', vote: msg.vote })
+      }
+      this.env.broadcast(msg)
+    }
+  }
+
+  /** Records a message this node signed, durably, before it is sent. */
+  private keepOwn(key: string, msg: ConsensusMessage): void {
+    this.own.set(key, msg)
+    this.env.persistOwn({ height: this.core.height, messages: [...this.own.values()] })
   }
 
   /** Stops timers from acting (a crashed or stopped node). */
@@ -288,7 +325,7 @@ export class ConsensusDriver {
         if (block == null || !this.guarded(p.height, p.round, SIGN_STEP.proposal, p.blockHash)) return
         const signed = signProposal(p, this.init.signer as Signer)
         const msg: ConsensusMessage = { kind: 'proposal', proposal: signed, block }
-        this.own.set(`p:${p.round}`, msg)
+        this.keepOwn(`p:${p.round}`, msg)
         this.env.broadcast(msg)
         this.queue.push({ type: 'proposal', proposal: signed, valid: true })
         return
@@ -298,7 +335,7 @@ export class ConsensusDriver {
         if (!this.guarded(v.height, v.round, SIGN_STEP[v.type], v.blockHash)) return
         const signed = signVote(v, this.init.signer as Signer)
         const msg: ConsensusMessage = { kind: 'vote', vote: signed }
-        this.own.set(`${v.type}:${v.round}`, msg)
+        this.keepOwn(`${v.type}:${v.round}`, msg)
         this.env.broadcast(msg)
         this.queue.push({ type: 'vote', vote: signed })
         return

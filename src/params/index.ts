@@ -67,6 +67,68 @@ export const LOCAL_NETWORK = {
   allow: ['/ip4/127.0.0.1', '/ip6/::1']
 } as const
 
+/** Bounds on what an inference engine accepts and on what its model workers may send back. */
+export const INFERENCE_LIMITS = {
+  /** Largest prompt: UTF-8 bytes of the text, or of all chat messages' contents together. */
+  maxPromptBytes: 256 * 1024,
+  /** Most chat messages in one request. */
+  maxChatMessages: 512,
+  /** Most tokens one request may ask for. */
+  maxGenerateTokens: 4_096,
+  maxStopSequences: 4,
+  /** Longest stop sequence (UTF-8 bytes). */
+  maxStopSequenceBytes: 128,
+  maxTemperature: 2,
+  maxTopK: 1_000,
+  /** Sampling seeds are unsigned 32-bit integers (llama.cpp's sampler seed). */
+  maxSeed: 2 ** 32 - 1,
+  /** Longest model id (a CID) accepted. */
+  maxModelIdBytes: 256,
+  /** Models one engine holds at once (each in its own worker process). */
+  maxLoadedModels: 8,
+  /** Generations waiting for a free sequence of one model before new ones are refused. */
+  maxQueuedGenerations: 64,
+  /** Largest message between the engine and a model worker, either way. */
+  maxIpcFrameBytes: 4 * 1024 * 1024,
+  /** Tail of a worker's stderr kept to explain its death. */
+  maxWorkerStderrBytes: 8 * 1024
+} as const
+
+export const INFERENCE_DEFAULTS = {
+  /** Threads per model: on 2 cores, decoding with 2 threads was 20x (up to 100x+ under load) slower than with 1. */
+  threads: 1,
+  /** Generations one model runs at once (llama.cpp context sequences); more wait in a queue. */
+  sequences: 1,
+  /** Context window per sequence, capped by what the model was trained on. */
+  contextSize: 4_096,
+  /** Seed used when a request gives none, so every generation can be replayed. */
+  seed: 0,
+  /** Longest a model load (worker start, binary check, file read) may take. */
+  loadTimeoutMs: 120_000,
+  /** Longest a tokenize or count request may take. */
+  requestTimeoutMs: 30_000,
+  /** Longest one generation may run. */
+  generationTimeoutMs: 600_000,
+  /** How long a worker has to exit after being asked before it is killed. */
+  workerExitGraceMs: 3_000
+} as const
+
+/**
+ * Shape of the built-in tiny model (random weights, a byte vocabulary). Changing any of these
+ * changes every tiny model's bytes, hence its CID.
+ */
+export const TINY_MODEL = {
+  name: 'llmesh-tiny (random weights, for tests)',
+  embeddingLength: 128,
+  blockCount: 2,
+  headCount: 4,
+  headCountKv: 4,
+  feedForwardLength: 344,
+  contextLength: 1_024,
+  rmsEpsilon: 1e-5,
+  ropeFreqBase: 10_000
+} as const
+
 /**
  * Chain parameters: part of the chain state (genesis sets them; governance will change them), so
  * every node applies the same rules at the same height. Amounts are in the smallest unit.

@@ -6,7 +6,9 @@ import {
   applyTx,
   buildBlock,
   type ChainState,
+  decodeState,
   decodeTx,
+  encodeState,
   encodeTx,
   genesisState,
   type SignedTx,
@@ -260,4 +262,27 @@ test('a genesis with bad values is refused with the field named', () => {
   assert.throws(() => genesisState({ ...g, accounts: [{ address: 'nope', balance: '1' }] }, verifier), /account nope is not an address/)
   assert.throws(() => genesisState({ ...g, params: { slashFractionBps: 20_000 } }, verifier), /params\.slashFractionBps = 20000/)
   assert.throws(() => genesisState({ ...g, accounts: [{ address: signers[0]?.address, balance: '-5' }] }, verifier), /decimal string/)
+})
+
+test('a state snapshot decodes to the same state; damaged snapshots are refused', () => {
+  let s = makeState(signers, VALIDATORS, verifier)
+  const [a, b] = signers as [(typeof signers)[0], (typeof signers)[0]]
+  for (const body of [
+    { type: 'unstake', role: 'validator', amount: 5_000n },
+    { type: 'stake', role: 'host', amount: 500n },
+    { type: 'register-model', name: 'tiny', cid: CIDS[0] as string, parent: null, parameters: 7n }
+  ] as TxBody[]) {
+    const r = applyTx(s, tx(s, a, body), { height: 1, verifier })
+    assert.ok(r.ok, r.ok ? '' : r.error.message)
+    s = r.state
+  }
+  const r = applyTx(s, tx(s, b, { type: 'transfer', to: a.address, amount: 3n }), { height: 1, verifier })
+  assert.ok(r.ok)
+  s = r.state
+  const bytes = encodeState(s)
+  const back = decodeState(bytes)
+  assert.equal(stateRoot(back), stateRoot(s))
+  assert.deepEqual(encodeState(back), bytes)
+  assert.throws(() => decodeState(bytes.subarray(0, bytes.length - 3)))
+  assert.throws(() => decodeState(encodeTx(tx(s, a, { type: 'transfer', to: b.address, amount: 1n }))), /not a state snapshot/)
 })

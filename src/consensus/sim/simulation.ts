@@ -11,7 +11,7 @@ import {
   txHash
 } from '../../chain/index.ts'
 import { SignatureVerifier, type Signer, signerFromSeed } from '../../crypto/index.ts'
-import { ConsensusDriver, type ConsensusMessage, type DriverEnv } from '../driver.ts'
+import { ConsensusDriver, type ConsensusMessage, type DriverEnv, type OwnMessages } from '../driver.ts'
 import { type SignedPoint, StoredGuard } from '../guard.ts'
 import { decodeConsensusMessage, encodeConsensusMessage } from '../messages.ts'
 import type { ConsensusTimeouts, LockState } from '../types.ts'
@@ -71,6 +71,7 @@ interface Disk {
   blocks: Map<number, { block: Block; commit: Commit }>
   state: ChainState
   locks: LockState | undefined
+  own: OwnMessages | undefined
   guard: SignedPoint | null
 }
 
@@ -135,7 +136,7 @@ export function runSimulation(opts: SimOptions): SimResult {
     id: String(index),
     signer,
     behavior: byz.get(index) ?? 'honest',
-    disk: { blocks: new Map(), state: genesis, locks: undefined, guard: null },
+    disk: { blocks: new Map(), state: genesis, locks: undefined, own: undefined, guard: null },
     driver: null,
     incarnation: 0,
     mempool: new Map(),
@@ -195,6 +196,9 @@ export function runSimulation(opts: SimOptions): SimResult {
       persistLocks: (locks) => {
         node.disk.locks = locks
       },
+      persistOwn: (own) => {
+        node.disk.own = own
+      },
       commitBlock: (c) => {
         node.disk.blocks.set(c.block.header.height, { block: c.block, commit: c.commit })
         node.disk.state = c.state
@@ -253,6 +257,7 @@ export function runSimulation(opts: SimOptions): SimResult {
       verifier,
       timeouts,
       locks: node.disk.locks,
+      own: node.disk.own,
       relay: opts.relay ?? true,
       rebroadcastMs: timeouts.proposeMs
     })

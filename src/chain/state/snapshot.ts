@@ -1,0 +1,95 @@
+import { z } from 'zod'
+import { DecodeError, decodeCanonical, encodeCanonical } from '../../codec/index.ts'
+import { STAKE_ROLES } from '../../params/index.ts'
+import { addressSchema, amountSchema, hashSchema, uintSchema } from '../schema.ts'
+import type { ChainState } from './types.ts'
+
+/** Largest state snapshot read back from disk. */
+export const MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
+
+const sortedEntries = <T>(m: ReadonlyMap<string, T>): Array<[string, T]> => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+const validatorSchema = z.tuple([addressSchema, amountSchema])
+
+const snapshotSchema = z
+  .object({
+    v: z.literal(1),
+    chainId: z.string().min(1).max(64),
+    height: uintSchema,
+    lastBlockHash: z.union([hashSchema, z.literal('')]),
+    lastBlockTime: uintSchema,
+    params: z
+      .object({
+        blockTimeMs: uintSchema,
+        unbondingBlocks: uintSchema,
+        minValidatorStake: amountSchema,
+        minHostStake: amountSchema,
+        slashFractionBps: uintSchema,
+        evidenceMaxAgeBlocks: uintSchema,
+        maxValidators: uintSchema,
+        minTxFee: amountSchema,
+        maxTxBytes: uintSchema,
+        maxBlockTxs: uintSchema,
+        maxBlockBytes: uintSchema
+      })
+      .strict(),
+    accounts: z.array(z.tuple([addressSchema, amountSchema, uintSchema])),
+    stakes: z.array(z.tuple([z.string().max(80), amountSchema])),
+    unbonding: z.array(z.tuple([addressSchema, z.enum(STAKE_ROLES), amountSchema, uintSchema])),
+    jailed: z.array(addressSchema),
+    models: z.array(z.tuple([z.string(), z.string(), z.string().nullable(), amountSchema, addressSchema, uintSchema])),
+    punished: z.array(z.string().max(100)),
+    lastValidators: z.array(validatorSchema),
+    validators: z.array(validatorSchema),
+    nextValidators: z.array(validatorSchema)
+  })
+  .strict()
+
+/** The whole state as canonical bytes, for the on-disk snapshot a node restarts from. */
+export function encodeState(s: ChainState): Uint8Array {
+  return encodeCanonical({
+    v: 1,
+    chainId: s.chainId,
+    height: s.height,
+    lastBlockHash: s.lastBlockHash,
+    lastBlockTime: s.lastBlockTime,
+    params: s.params,
+    accounts: sortedEntries(s.accounts).map(([k, a]) => [k, a.balance, a.nonce]),
+    stakes: sortedEntries(s.stakes),
+    unbonding: s.unbonding.map((u) => [u.address, u.role, u.amount, u.releaseHeight]),
+    jailed: [...s.jailed].sort(),
+    models: sortedEntries(s.models).map(([, m]) => [m.cid, m.name, m.parent, m.parameters, m.owner, m.height]),
+    punished: [...s.punished].sort(),
+    lastValidators: s.lastValidators.map((v) => [v.address, v.power]),
+    validators: s.validators.map((v) => [v.address, v.power]),
+    nextValidators: s.nextValidators.map((v) => [v.address, v.power])
+  })
+}
+
+/** Reads a snapshot back; throws DecodeError if the bytes are not exactly a snapshot. */
+export function decodeState(bytes: Uint8Array): ChainState {
+  const parsed = snapshotSchema.safeParse(decodeCanonical(bytes, MAX_SNAPSHOT_BYTES))
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new DecodeError('DECODE_MALFORMED', `not a state snapshot: ${issue?.path.join('.') || '(top)'}: ${issue?.message}`)
+  }
+  const p = parsed.data
+  const validators = (vs: Array<[string, bigint]>) => vs.map(([address, power]) => ({ address, power }))
+  return {
+    chainId: p.chainId,
+    height: p.height,
+    lastBlockHash: p.lastBlockHash,
+    lastBlockTime: p.lastBlockTime,
+    params: p.params,
+    accounts: new Map(p.accounts.map(([k, balance, nonce]) => [k, { balance, nonce }])),
+    stakes: new Map(p.stakes),
+    unbonding: p.unbonding.map(([address, role, amount, releaseHeight]) => ({ address, role, amount, releaseHeight })),
+    jailed: new Set(p.jailed),
+    models: new Map(
+      p.models.map(([cid, name, parent, parameters, owner, height]) => [cid, { cid, name, parent, parameters, owner, height }])
+    ),
+    punished: new Set(p.punished),
+    lastValidators: validators(p.lastValidators),
+    validators: validators(p.validators),
+    nextValidators: validators(p.nextValidators)
+  }
+}

@@ -1,0 +1,81 @@
+import type { Generation, GenerationResult } from './engine.ts'
+
+/**
+ * The producer side of a {@link Generation}: an engine pushes pieces and then finishes or fails
+ * it exactly once; later calls are ignored. Pieces wait in memory until the consumer takes them
+ * (bounded by the request's maxTokens). A consumer that leaves its loop early calls `onLeave`,
+ * which an engine uses to cancel the work.
+ */
+export class GenerationStream implements Generation {
+  readonly result: Promise<GenerationResult>
+  private readonly pieces: string[] = []
+  private wake: (() => void) | undefined
+  private state: 'running' | 'finished' | 'failed' = 'running'
+  private error: unknown
+  private consumed = false
+  private resolveResult!: (r: GenerationResult) => void
+  private rejectResult!: (err: unknown) => void
+  private readonly onLeave: () => void
+
+  constructor(onLeave: () => void = () => {}) {
+    this.onLeave = onLeave
+    this.result = new Promise<GenerationResult>((resolve, reject) => {
+      this.resolveResult = resolve
+      this.rejectResult = reject
+    })
+    // a consumer may only iterate, and learn of a failure there: that must not count as unhandled
+    this.result.catch(() => {})
+  }
+
+  get running(): boolean {
+    return this.state === 'running'
+  }
+
+  push(piece: string): void {
+    if (this.state !== 'running' || piece.length === 0) return
+    this.pieces.push(piece)
+    this.poke()
+  }
+
+  finish(result: GenerationResult): void {
+    if (this.state !== 'running') return
+    this.state = 'finished'
+    this.resolveResult(result)
+    this.poke()
+  }
+
+  fail(err: unknown): void {
+    if (this.state !== 'running') return
+    this.state = 'failed'
+    this.error = err
+    this.rejectResult(err)
+    this.poke()
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    if (this.consumed) throw new Error('a generation can be iterated only once')
+    this.consumed = true
+    try {
+      while (true) {
+        const piece = this.pieces.shift()
+        if (piece !== undefined) {
+          yield piece
+          continue
+        }
+        if (this.state === 'finished') return
+        if (this.state === 'failed') throw this.error
+        await new Promise<void>((resolve) => {
+          this.wake = resolve
+        })
+      }
+    } finally {
+      if (this.state === 'running') this.onLeave()
+    }
+  }
+
+  private poke(): void {
+    const wake = this.wake
+    this.wake = undefined
+    wake?.()
+  }
+}
