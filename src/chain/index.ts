@@ -5,6 +5,8 @@
  */
 export type { Block, BlockHeader, Commit } from './block.ts'
 export { blockHash, blockSchema, commitHash, commitSchema, decodeBlock, encodeBlock, encodeCommit, txRoot } from './block.ts'
+export type { AddResult, MempoolLimits } from './mempool.ts'
+export { Mempool, MempoolError } from './mempool.ts'
 export type { ApplyBlockContext, BuildBlockInput, BuiltBlock } from './state/apply-block.ts'
 export { applyBlock, buildBlock } from './state/apply-block.ts'
 export type { TxContext, TxResult } from './state/apply-tx.ts'

@@ -24,6 +24,8 @@ export interface DevnetOptions {
   edgeRoles: Role[]
   otherRoles: Role[]
   readyTimeoutMs: number
+  /** Target block interval of the devnet chain. */
+  blockTimeMs: number
   /** Print every node's log lines (prettified) as well as writing them to node-i/node.log. */
   showLogs: boolean
 }
@@ -36,6 +38,10 @@ export interface DevnetNodeInfo {
   pid: number
   multiaddrs: string[]
 }
+
+/** Every devnet account starts with this balance, and every node stakes this as a validator. */
+const DEVNET_BALANCE = 1_000_000_000_000n
+const DEVNET_STAKE = 10_000_000n
 
 const BIN = fileURLToPath(new URL('../../bin/llmesh.js', import.meta.url))
 const MARKER = 'devnet.json'
@@ -73,11 +79,27 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
     })
     homes.push({ home, config, peerId: peerIdFromPrivateKey(privateKey).toString() })
   }
+  // one chain for the whole devnet: every node a validator with equal stake and a funded account
+  const genesisPath = join(dir, 'genesis.json')
+  await writeFile(
+    genesisPath,
+    `${JSON.stringify(
+      {
+        chainId: 'llmesh-devnet',
+        genesisTime: Date.now(),
+        params: { blockTimeMs: opts.blockTimeMs },
+        accounts: homes.map((h) => ({ address: h.peerId, balance: DEVNET_BALANCE.toString() })),
+        validators: homes.map((h) => ({ address: h.peerId, stake: DEVNET_STAKE.toString() }))
+      },
+      null,
+      2
+    )}\n`
+  )
   const addrOf = (i: number): string => `/ip4/127.0.0.1/tcp/${opts.p2pBasePort + i}/p2p/${homes[i]?.peerId}`
   for (const [i, h] of homes.entries()) {
     // nodes 0 and 1 are everyone's bootstrap peers; the rest of the mesh is found through the DHT
     const bootstrap = [0, 1].filter((j) => j !== i && j < opts.nodes).map(addrOf)
-    const config: NodeConfig = { ...h.config, p2p: { ...h.config.p2p, bootstrap } }
+    const config: NodeConfig = { ...h.config, p2p: { ...h.config.p2p, bootstrap }, chain: { genesis: genesisPath } }
     await saveConfig(homePaths(h.home).config, config)
   }
 
@@ -140,7 +162,7 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
     }))
     await writeFile(join(dir, MARKER), `${JSON.stringify({ nodes }, null, 2)}\n`)
     print('')
-    print(`devnet ready: ${opts.nodes} node(s) in ${dir}, every node connected to every other`)
+    print(`devnet ready: ${opts.nodes} node(s) in ${dir}, every node connected to every other; chain llmesh-devnet from ${genesisPath}`)
     for (const n of nodes) {
       print(`  node-${n.index}  ${n.apiUrl}  ${n.peerId}  pid ${n.pid}  roles ${homes[n.index]?.config.roles.join(',')}`)
     }

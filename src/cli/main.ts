@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
 import { LlmeshError } from '../errors/index.ts'
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_P2P_PORT, ROLES, type Role, VERSION } from '../params/index.ts'
+import { resolveApi } from './api-client.ts'
 
 function intOption(name: string, min: number, max: number) {
   return (value: string): number => {
@@ -87,6 +88,7 @@ export function buildProgram(): Command {
     .option('--edge-roles <list>', 'roles of node 0, the edge applications talk to', rolesOption, ['edge', 'validator'] as Role[])
     .option('--roles <list>', 'roles of the other nodes', rolesOption, ['edge', 'host', 'validator'] as Role[])
     .option('--ready-timeout <ms>', 'how long to wait for the full mesh', intOption('--ready-timeout', 1_000, 600_000), 60_000)
+    .option('--block-time <ms>', 'target block interval of the devnet chain', intOption('--block-time', 100, 60_000), 2_000)
     .option('--quiet', "do not print the nodes' logs (they are still in DIR/node-i/node.log)")
     .action(
       async (o: {
@@ -97,6 +99,7 @@ export function buildProgram(): Command {
         edgeRoles: Role[]
         roles: Role[]
         readyTimeout: number
+        blockTime: number
         quiet?: boolean
       }) => {
         const { runDevnet } = await import('./devnet.ts')
@@ -108,6 +111,7 @@ export function buildProgram(): Command {
           edgeRoles: o.edgeRoles,
           otherRoles: o.roles,
           readyTimeoutMs: o.readyTimeout,
+          blockTimeMs: o.blockTime,
           showLogs: o.quiet !== true
         })
       }
@@ -120,16 +124,74 @@ export function buildProgram(): Command {
     .option('--home <dir>', 'read the API address from this node home')
     .option('--json', 'print JSON')
     .action(async (o: { api?: string; home?: string; json?: boolean }) => {
-      let api = o.api
-      if (api == null && o.home != null) {
-        const { homePaths, loadConfig } = await import('../node/index.ts')
-        const config = await loadConfig(homePaths(o.home).config)
-        const host = config.api.host === '0.0.0.0' ? '127.0.0.1' : config.api.host
-        api = `http://${host.includes(':') ? `[${host}]` : host}:${config.api.port}`
-      }
       const { runStatus } = await import('./status.ts')
-      await runStatus(api ?? `http://127.0.0.1:${DEFAULT_API_PORT}`, o.json === true)
+      await runStatus(await resolveApi(o), o.json === true)
     })
+
+  const apiOptions = (c: Command): Command =>
+    c
+      .option('--api <url>', 'node API URL (default: from --home, else http://127.0.0.1:8080)')
+      .option('--home <dir>', 'node home (its API, and its key for transactions)')
+
+  const chain = program.command('chain').description('the MESH chain')
+  apiOptions(chain.command('status').description('chain id, height, last block, validators')).action(
+    async (o: { api?: string; home?: string }) => {
+      const { runChainStatus } = await import('./chain.ts')
+      await runChainStatus(await resolveApi(o))
+    }
+  )
+  apiOptions(
+    chain.command('block').argument('[height]', 'block height (default: the latest)').description('one block with its transactions')
+  ).action(async (height: string | undefined, o: { api?: string; home?: string }) => {
+    const { runChainBlock } = await import('./chain.ts')
+    await runChainBlock(await resolveApi(o), height)
+  })
+
+  apiOptions(
+    program
+      .command('account')
+      .argument('[address]', 'account address (default: the key of --home)')
+      .description('balance, nonce and stakes')
+  ).action(async (address: string | undefined, o: { api?: string; home?: string }) => {
+    const { runAccount } = await import('./chain.ts')
+    let addr = address
+    if (addr == null) {
+      const { loadIdentityKey, signerFromPrivateKey } = await import('../crypto/index.ts')
+      const { homePaths } = await import('../node/index.ts')
+      addr = signerFromPrivateKey(await loadIdentityKey(homePaths(o.home ?? DEFAULT_HOME).key)).address
+    }
+    await runAccount(await resolveApi(o), addr)
+  })
+
+  const tx = program.command('tx').description('sign a transaction with the key of --home and submit it')
+  const txOptions = (c: Command): Command =>
+    apiOptions(c)
+      .option('--fee <n>', 'fee in the smallest unit', '0')
+      .option('--no-wait', 'return once submitted instead of waiting for the commit')
+  type TxOpts = { api?: string; home?: string; fee: string; wait: boolean }
+  const submit = async (o: TxOpts, body: import('../chain/index.ts').TxBody): Promise<void> => {
+    const { parseAmount, runTx } = await import('./chain.ts')
+    const home = o.home ?? DEFAULT_HOME
+    await runTx({ api: await resolveApi({ api: o.api, home }), home, body, fee: parseAmount('--fee', o.fee), wait: o.wait })
+  }
+  txOptions(
+    tx.command('transfer').description('send tokens').requiredOption('--to <address>', 'recipient').requiredOption('--amount <n>', 'amount')
+  ).action(async (o: TxOpts & { to: string; amount: string }) => {
+    const { parseAmount } = await import('./chain.ts')
+    await submit(o, { type: 'transfer', to: o.to, amount: parseAmount('--amount', o.amount) })
+  })
+  for (const type of ['stake', 'unstake'] as const) {
+    txOptions(
+      tx
+        .command(type)
+        .description(type === 'stake' ? 'bond tokens as a validator or host' : 'start unbonding staked tokens')
+        .requiredOption('--role <role>', 'validator or host')
+        .requiredOption('--amount <n>', 'amount')
+    ).action(async (o: TxOpts & { role: string; amount: string }) => {
+      const { parseAmount, parseStakeRole } = await import('./chain.ts')
+      await submit(o, { type, role: parseStakeRole(o.role), amount: parseAmount('--amount', o.amount) })
+    })
+  }
 
   return program
 }

@@ -1,21 +1,9 @@
-import { LlmeshError } from '../errors/index.ts'
 import type { NodeStatus } from '../node/index.ts'
-
-export class ApiUnreachableError extends LlmeshError<'API_UNREACHABLE'> {}
+import { callApi } from './api-client.ts'
 
 /** `llmesh status`: fetches `/mesh/status` from a node's API and prints it for people (or as JSON). */
 export async function runStatus(apiUrl: string, json: boolean, out: NodeJS.WritableStream = process.stdout): Promise<void> {
-  let status: NodeStatus
-  try {
-    const res = await fetch(new URL('/mesh/status', apiUrl), { signal: AbortSignal.timeout(5_000) })
-    if (!res.ok) throw new Error(`HTTP ${res.status}`)
-    status = (await res.json()) as NodeStatus
-  } catch (err) {
-    throw new ApiUnreachableError('API_UNREACHABLE', `no node answered at ${apiUrl} (${(err as Error).message})`, {
-      hint: 'is the node running? pass its API with --api http://127.0.0.1:PORT',
-      cause: err
-    })
-  }
+  const status = await callApi<NodeStatus>(apiUrl, '/mesh/status')
   if (json) {
     out.write(`${JSON.stringify(status, null, 2)}\n`)
     return
@@ -30,6 +18,7 @@ export function formatStatus(s: NodeStatus): string {
     ['roles', s.roles.join(', ') || '(none)'],
     ['uptime', formatDuration(s.uptimeSeconds)],
     ['api', s.apiUrl ?? '-'],
+    ['height', s.height == null ? '(no chain)' : String(s.height)],
     ['connections', String(s.connections)]
   ]
   const lines = rows.map(([k, v]) => `${k.padEnd(12)} ${v}`)

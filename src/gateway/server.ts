@@ -4,15 +4,8 @@ import { z } from 'zod'
 import { LlmeshError } from '../errors/index.ts'
 import { type LlmeshNode, PortInUseError } from '../node/index.ts'
 import { LIMITS } from '../params/index.ts'
-
-/** The error body of every endpoint, OpenAI-shaped so one client parser handles all of them. */
-export interface ApiErrorBody {
-  error: { message: string; type: string; code: string }
-}
-
-export function apiError(message: string, type: string, code: string): ApiErrorBody {
-  return { error: { message, type, code } }
-}
+import { registerChainRoutes } from './chain-routes.ts'
+import { apiError } from './errors.ts'
 
 const CidParam = z.string().min(1).max(256)
 const ProvideBody = z.object({ cid: CidParam }).strict()
@@ -83,6 +76,8 @@ export function createApiServer(node: LlmeshNode): FastifyInstance {
       return reply.status(400).send(apiError(`${req.params.cid.slice(0, 80)} is not a CID`, 'invalid_request_error', 'invalid_cid'))
     return { cid: cid.toString(), providers: await node.findProviders(cid) }
   })
+
+  registerChainRoutes(app, node)
 
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', node.metrics.registry.contentType)

@@ -72,6 +72,13 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    chain: z
+      .object({
+        /** The genesis file (absolute, or relative to the home); null: this node runs no chain. */
+        genesis: z.string().min(1).max(4096).nullable().default(null)
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: logLevel.default('info'),

@@ -3,6 +3,8 @@
  * metrics, and wires the layers for the roles the node plays, with a start()/stop() lifecycle.
  */
 
+export type { TxStatus } from './chain-service.ts'
+export { ChainService, GenesisFileError } from './chain-service.ts'
 export type { ConfigErrorCode, ConfigInput, NodeConfig } from './config.ts'
 export { ConfigError, ConfigSchema, loadConfig, parseConfig, renderConfig, saveConfig } from './config.ts'
 export type { HomePaths } from './home.ts'

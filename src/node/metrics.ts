@@ -32,6 +32,17 @@ export class NodeMetrics {
     registers: [this.registry]
   })
 
+  readonly chainHeight = new Gauge({
+    name: 'llmesh_chain_height',
+    help: 'Height of the last committed block',
+    registers: [this.registry]
+  })
+  readonly committedTxs = new Counter({
+    name: 'llmesh_chain_committed_txs_total',
+    help: 'Transactions in blocks this node committed',
+    registers: [this.registry]
+  })
+
   constructor(libp2p: MeshLibp2p) {
     collectDefaultMetrics({ register: this.registry, prefix: 'llmesh_process_' })
     new Gauge({

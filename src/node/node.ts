@@ -1,9 +1,13 @@
+import { readFile, stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
+import { signerFromPrivateKey } from '../crypto/index.ts'
 import { isSystemError, LlmeshError } from '../errors/index.ts'
 import { connectBootstrapPeers, createMeshLibp2p, type KnownPeer, MeshGrowth, type MeshLibp2p, PresenceService } from '../p2p/index.ts'
 import { DEFAULTS, LIMITS, LOCAL_NETWORK, PRESENCE_TOPIC, type Role, VERSION } from '../params/index.ts'
+import { ChainService, GenesisFileError } from './chain-service.ts'
 import type { NodeConfig } from './config.ts'
 import { type HomePaths, lockHome } from './home.ts'
 import { NodeMetrics } from './metrics.ts'
@@ -19,6 +23,8 @@ export interface NodeStatus {
   connections: number
   uptimeSeconds: number
   apiUrl: string | null
+  /** Height of the last committed block, or null if this node runs no chain. */
+  height: number | null
 }
 
 export interface LlmeshNodeInit {
@@ -48,6 +54,7 @@ export class LlmeshNode {
   private _metrics: NodeMetrics | undefined
   private growth: MeshGrowth | undefined
   private presence: PresenceService | undefined
+  private _chain: ChainService | undefined
 
   constructor(init: LlmeshNodeInit) {
     this.config = init.config
@@ -132,6 +139,20 @@ export class LlmeshNode {
     )
     this.growth.start()
     this.presence.start()
+    if (this.config.chain.genesis != null) {
+      const genesisPath = resolve(this.paths.home, this.config.chain.genesis)
+      this._chain = new ChainService(
+        { libp2p, log, metrics },
+        {
+          dir: join(this.paths.home, 'chain'),
+          genesis: await readGenesis(genesisPath),
+          genesisPath,
+          signer: signerFromPrivateKey(this.privateKey),
+          validator: this.config.roles.includes('validator')
+        }
+      )
+      await this._chain.start()
+    }
     libp2p.addEventListener('peer:connect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer connected'))
     libp2p.addEventListener('peer:disconnect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer disconnected'))
     log.info({ peerId: libp2p.peerId.toString(), addresses: this.addresses(), roles: this.config.roles }, 'node started')
@@ -150,9 +171,19 @@ export class LlmeshNode {
     void this.presence?.announce().catch(() => {})
   }
 
+  /** The chain this node runs, if its config names a genesis. */
+  get chain(): ChainService | undefined {
+    return this._chain
+  }
+
   async stop(): Promise<void> {
     this.growth?.stop()
     this.presence?.stop()
+    try {
+      await this._chain?.stop()
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'chain store did not close cleanly')
+    }
     if (this._libp2p != null) {
       try {
         await this._libp2p.stop()
@@ -179,7 +210,8 @@ export class LlmeshNode {
       peers: [...new Set(connections.map((c) => c.remotePeer.toString()))].sort(),
       connections: connections.length,
       uptimeSeconds: Math.max(0, Math.floor((this.now() - this.startedAt) / 1000)),
-      apiUrl: this.apiUrl
+      apiUrl: this.apiUrl,
+      height: this._chain?.state.height ?? null
     }
   }
 
@@ -216,5 +248,20 @@ export class LlmeshNode {
       if (!['NotFoundError', 'AbortError', 'TimeoutError'].includes((err as Error).name)) throw err
     }
     return [...found].map(([peerId, multiaddrs]) => ({ peerId, multiaddrs }))
+  }
+}
+
+const MAX_GENESIS_BYTES = 64 * 1024 * 1024
+
+async function readGenesis(path: string): Promise<unknown> {
+  try {
+    const info = await stat(path)
+    if (info.size > MAX_GENESIS_BYTES) throw new Error(`${info.size} bytes, over the ${MAX_GENESIS_BYTES}-byte limit`)
+    return JSON.parse(await readFile(path, 'utf8'))
+  } catch (err) {
+    throw new GenesisFileError('GENESIS_FILE', `cannot read the genesis file ${path} (chain.genesis): ${(err as Error).message}`, {
+      hint: "point chain.genesis at the network's genesis.json, or set it to null to run without the chain",
+      cause: err
+    })
   }
 }

@@ -11,6 +11,10 @@ export const PROTOCOL_PREFIX = '/llmesh'
 export const DHT_PROTOCOL = `${PROTOCOL_PREFIX}/kad/1.0.0`
 /** Gossip topic where every node announces itself (version, roles, API) periodically. */
 export const PRESENCE_TOPIC = `${PROTOCOL_PREFIX}/presence/1`
+/** Gossip topics of the chain: proposals and votes, catch-up requests and answers, transactions. */
+export const CONSENSUS_TOPIC = `${PROTOCOL_PREFIX}/consensus/1`
+export const SYNC_TOPIC = `${PROTOCOL_PREFIX}/sync/1`
+export const TX_TOPIC = `${PROTOCOL_PREFIX}/tx/1`
 
 export const ROLES = ['edge', 'host', 'validator'] as const
 export type Role = (typeof ROLES)[number]
@@ -28,8 +32,8 @@ export const LIMITS = {
   inboundConnectionThreshold: 5,
   /** Inbound streams per connection per protocol of ours. */
   maxInboundStreamsPerProtocol: 32,
-  /** Largest gossipsub RPC frame accepted from a peer. */
-  maxGossipFrameBytes: 1024 * 1024,
+  /** Largest gossipsub RPC frame accepted from a peer (a proposal carries its whole block). */
+  maxGossipFrameBytes: 8 * 1024 * 1024,
   /** Largest presence announcement accepted (bytes of DAG-CBOR). */
   maxPresenceBytes: 2048,
   /** Largest HTTP request body the node API accepts. */
@@ -181,6 +185,14 @@ export const CHAIN_PARAM_BOUNDS: { [K in keyof ChainParams]: [ChainParams[K], Ch
   maxBlockBytes: [1024, 64 * 1024 * 1024]
 }
 
+/** Consensus timeouts of a real network (the simulation sets its own). */
+export const CONSENSUS_TIMEOUTS = { proposeMs: 3_000, prevoteMs: 1_000, precommitMs: 1_000, deltaMs: 500 } as const
+
+export const MEMPOOL_LIMITS = { maxTxs: 50_000, maxBytes: 64 * 1024 * 1024 } as const
+
+/** Transaction statuses a node remembers for `GET /mesh/tx/:hash`; the oldest are forgotten. */
+export const MAX_TRACKED_TXS = 100_000
+
 /** Largest amount a single field may hold: amounts are unsigned 64-bit integers on the wire. */
 export const MAX_AMOUNT = 2n ** 64n - 1n
 
@@ -189,3 +201,4 @@ export const TREASURY_ADDRESS = 'treasury'
 
 export const STAKE_ROLES = ['validator', 'host'] as const
 export type StakeRole = (typeof STAKE_ROLES)[number]
+

@@ -5,37 +5,50 @@ import { isSystemError, LlmeshError } from '../errors/index.ts'
 export class StoreCorruptError extends LlmeshError<'STORE_CORRUPT'> {}
 
 /** Largest durable file read back. */
-const MAX_BYTES = 1024 * 1024
+const MAX_BYTES = 64 * 1024 * 1024
+
+export interface FileCodec<T> {
+  encode(value: T): Uint8Array
+  /** Throws if the bytes are not a valid T. */
+  decode(bytes: Uint8Array): T
+}
+
+/** JSON text, checked by `parse` on the way back. */
+export function jsonCodec<T>(parse: (value: unknown) => T): FileCodec<T> {
+  return {
+    encode: (value) => new TextEncoder().encode(`${JSON.stringify(value)}\n`),
+    decode: (bytes) => parse(JSON.parse(new TextDecoder().decode(bytes)))
+  }
+}
 
 /**
- * A small JSON file that is written atomically and synchronously: `write` returns only after the
- * new content and the directory entry are on disk (fsync), so a crash leaves either the old or the
- * new content. Used for what must be durable before a message leaves the node (the double-sign
- * guard, the consensus locks). A file that cannot be parsed is reported, never silently reset.
+ * A small file that is written atomically and synchronously: `write` returns only after the new
+ * content and the directory entry are on disk (fsync), so a crash leaves either the old or the new
+ * content. Used for what must be durable before a message leaves the node (the double-sign guard,
+ * the consensus locks, the validator's own signed messages). A file that cannot be decoded is
+ * reported, never silently reset.
  */
-export class DurableJsonFile<T> {
+export class DurableFile<T> {
   readonly path: string
-  private readonly parse: (value: unknown) => T
+  private readonly codec: FileCodec<T>
 
-  constructor(path: string, parse: (value: unknown) => T) {
+  constructor(path: string, codec: FileCodec<T>) {
     this.path = path
-    this.parse = parse
+    this.codec = codec
   }
 
   /** The stored value, or undefined if the file does not exist. */
   read(): T | undefined {
-    let text: string
+    let bytes: Uint8Array
     try {
-      const bytes = readFileSync(this.path)
-      if (bytes.byteLength > MAX_BYTES)
-        throw new StoreCorruptError('STORE_CORRUPT', `${this.path} is ${bytes.byteLength} bytes, larger than it can be`)
-      text = bytes.toString('utf8')
+      bytes = readFileSync(this.path)
     } catch (err) {
       if (isSystemError(err, 'ENOENT')) return undefined
       throw err
     }
     try {
-      return this.parse(JSON.parse(text))
+      if (bytes.byteLength > MAX_BYTES) throw new Error(`${bytes.byteLength} bytes, larger than it can be`)
+      return this.codec.decode(bytes)
     } catch (err) {
       throw new StoreCorruptError('STORE_CORRUPT', `${this.path} is corrupted (${(err as Error).message})`, {
         hint: 'restore it from a backup; do not delete it while this validator may have signed at the current height',
@@ -48,7 +61,7 @@ export class DurableJsonFile<T> {
     const tmp = `${this.path}.tmp`
     const fd = openSync(tmp, 'w', 0o600)
     try {
-      writeSync(fd, `${JSON.stringify(value)}\n`)
+      writeSync(fd, this.codec.encode(value))
       fsyncSync(fd)
     } finally {
       closeSync(fd)

@@ -5,4 +5,5 @@
  */
 export type { StoredBlock } from './chain-store.ts'
 export { ChainStore } from './chain-store.ts'
-export { DurableJsonFile, StoreCorruptError } from './durable-file.ts'
+export type { FileCodec } from './durable-file.ts'
+export { DurableFile, jsonCodec, StoreCorruptError } from './durable-file.ts'

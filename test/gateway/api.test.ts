@@ -123,3 +123,17 @@ test("a CID provided through one node's API is found through another's", async (
   )
   assert.ok(found.length >= 1)
 })
+
+test('a node without a chain says so on the chain endpoints', async (t) => {
+  const a = await startTestNode(t)
+  const app = createApiServer(a)
+  t.after(() => app.close())
+  assert.equal((await app.inject({ method: 'GET', url: '/mesh/status' })).json().height, null)
+  for (const url of ['/mesh/chain/status', '/mesh/chain/blocks/1', `/mesh/accounts/${peerIdOf(a)}`, '/mesh/tx/abc']) {
+    const res = await app.inject({ method: 'GET', url })
+    assert.equal(res.statusCode, 404, url)
+    assert.equal(res.json().error.code, 'no_chain')
+  }
+  const post = await app.inject({ method: 'POST', url: '/mesh/tx', payload: { tx: 'AAAA' } })
+  assert.equal(post.json().error.code, 'no_chain')
+})

@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import { ClassicLevel } from 'classic-level'
 import { buildBlock, encodeTx, signTx, stateRoot } from '../../src/chain/index.ts'
 import { SignatureVerifier } from '../../src/crypto/index.ts'
-import { ChainStore, DurableJsonFile, type StoreCorruptError } from '../../src/storage/index.ts'
+import { ChainStore, DurableFile, jsonCodec, type StoreCorruptError } from '../../src/storage/index.ts'
 import { makeCommit, makeSigners, makeState } from '../chain/fixtures.ts'
 import { tempDir } from '../helpers.ts'
 
@@ -84,11 +84,11 @@ test('a durable file keeps the last write; a damaged one is reported, not reset'
     if (typeof o?.height !== 'number') throw new Error('no height')
     return o
   }
-  const file = new DurableJsonFile(path, parse)
+  const file = new DurableFile(path, jsonCodec(parse))
   assert.equal(file.read(), undefined)
   file.write({ height: 1 })
   file.write({ height: 2 })
-  assert.deepEqual(new DurableJsonFile(path, parse).read(), { height: 2 })
+  assert.deepEqual(new DurableFile(path, jsonCodec(parse)).read(), { height: 2 })
   await writeFile(path, '{"height": ')
   assert.throws(
     () => file.read(),

@@ -1,0 +1,102 @@
+import { DecodeError } from '../codec/index.ts'
+import type { SignatureVerifier } from '../crypto/index.ts'
+import { LlmeshError } from '../errors/index.ts'
+import { applyTxToDraft } from './state/apply-tx.ts'
+import { StateDraft } from './state/draft.ts'
+import { type ChainState, TxError } from './state/types.ts'
+import { decodeTx, txHash } from './tx.ts'
+
+export class MempoolError extends LlmeshError<'MEMPOOL_FULL'> {}
+
+export interface MempoolLimits {
+  maxTxs: number
+  maxBytes: number
+}
+
+export type AddResult =
+  | { ok: true; hash: string; duplicate: boolean }
+  | { ok: false; hash: string | null; error: TxError | DecodeError | MempoolError }
+
+/**
+ * Transactions waiting for a block. Each is checked on arrival against the committed state plus
+ * every transaction already waiting (so a sender's transactions queue in nonce order, and one
+ * that could never apply is refused with its reason). Bounded in count and bytes. No I/O.
+ */
+export class Mempool {
+  private readonly limits: MempoolLimits
+  private readonly verifier: SignatureVerifier
+  private readonly txs = new Map<string, Uint8Array>()
+  private bytes = 0
+  private base: ChainState
+  private pending: StateDraft
+
+  constructor(state: ChainState, limits: MempoolLimits, verifier: SignatureVerifier) {
+    this.limits = limits
+    this.verifier = verifier
+    this.base = state
+    this.pending = new StateDraft(state)
+  }
+
+  get size(): number {
+    return this.txs.size
+  }
+
+  has(hash: string): boolean {
+    return this.txs.has(hash)
+  }
+
+  /** Checks and adds one transaction (wire bytes). Adding the same one twice is harmless. */
+  add(raw: Uint8Array): AddResult {
+    let hash: string | null = null
+    try {
+      const tx = decodeTx(raw, this.base.params.maxTxBytes)
+      hash = txHash(raw)
+      if (this.txs.has(hash)) return { ok: true, hash, duplicate: true }
+      if (this.txs.size >= this.limits.maxTxs || this.bytes + raw.byteLength > this.limits.maxBytes) {
+        throw new MempoolError('MEMPOOL_FULL', `the mempool holds ${this.txs.size} transactions, its limit`, {
+          hint: 'retry after the next block'
+        })
+      }
+      applyTxToDraft(this.pending, tx, { height: this.base.height + 1, verifier: this.verifier })
+      this.txs.set(hash, raw)
+      this.bytes += raw.byteLength
+      return { ok: true, hash, duplicate: false }
+    } catch (err) {
+      if (err instanceof TxError || err instanceof DecodeError || err instanceof MempoolError) return { ok: false, hash, error: err }
+      throw err
+    }
+  }
+
+  /** Waiting transactions in the order to try them. */
+  candidates(): Iterable<Uint8Array> {
+    return this.txs.values()
+  }
+
+  /**
+   * After a block: drops the transactions it included and re-checks the rest against the new
+   * state; returns the hashes of those that can no longer apply, with the reason.
+   */
+  onCommit(included: Uint8Array[], state: ChainState): Array<{ hash: string; error: TxError | DecodeError }> {
+    for (const raw of included) this.txs.delete(txHash(raw))
+    this.base = state
+    this.pending = new StateDraft(state)
+    const dropped: Array<{ hash: string; error: TxError | DecodeError }> = []
+    this.bytes = 0
+    for (const [hash, raw] of [...this.txs]) {
+      try {
+        applyTxToDraft(this.pending, decodeTx(raw, state.params.maxTxBytes), { height: state.height + 1, verifier: this.verifier })
+        this.bytes += raw.byteLength
+      } catch (err) {
+        if (!(err instanceof TxError || err instanceof DecodeError)) throw err
+        this.txs.delete(hash)
+        dropped.push({ hash, error: err })
+      }
+    }
+    return dropped
+  }
+
+  /** The nonce the next transaction of `address` must carry, counting those waiting here. */
+  nextNonce(address: string): number {
+    return this.pending.account(address).nonce
+  }
+}

@@ -1,0 +1,134 @@
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { z } from 'zod'
+import { blockHash, decodeTx, txHash } from '../chain/index.ts'
+import type { ChainService, LlmeshNode } from '../node/index.ts'
+import { STAKE_ROLES } from '../params/index.ts'
+import { apiError } from './errors.ts'
+
+/** JSON for people and scripts: amounts as decimal strings, bytes as base64. */
+export function toJson(value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString()
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('base64')
+  if (Array.isArray(value)) return value.map(toJson)
+  if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), toJson(v)]))
+  if (value != null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toJson(v)]))
+  return value
+}
+
+const TxBody = z
+  .object({
+    tx: z
+      .string()
+      .min(1)
+      .max(16 * 1024)
+      .regex(/^[A-Za-z0-9+/=]+$/, 'base64')
+  })
+  .strict()
+
+function noChain(reply: FastifyReply) {
+  return reply
+    .status(404)
+    .send(apiError('this node runs no chain (chain.genesis is not set in its config)', 'invalid_request_error', 'no_chain'))
+}
+
+/** `/mesh/chain/*`, `/mesh/accounts/:address` and `/mesh/tx`: the chain as seen by this node. */
+export function registerChainRoutes(app: FastifyInstance, node: LlmeshNode): void {
+  const chainOf = (reply: FastifyReply): ChainService | undefined => {
+    const chain = node.chain
+    if (chain == null) void noChain(reply)
+    return chain
+  }
+
+  app.get('/mesh/chain/status', async (_req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const s = chain.state
+    return toJson({
+      chainId: s.chainId,
+      height: s.height,
+      lastBlockHash: s.lastBlockHash,
+      lastBlockTime: s.lastBlockTime,
+      validators: s.validators.map((v) => ({ address: v.address, stake: v.power })),
+      mempool: chain.mempoolSize,
+      params: s.params
+    })
+  })
+
+  app.get<{ Params: { height: string } }>('/mesh/chain/blocks/:height', async (req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const height = req.params.height === 'latest' ? chain.state.height : Number(req.params.height)
+    if (!Number.isSafeInteger(height) || height < 1) {
+      return reply
+        .status(400)
+        .send(apiError(`${req.params.height.slice(0, 40)} is not a block height`, 'invalid_request_error', 'invalid_height'))
+    }
+    const stored = await chain.readBlock(height)
+    if (stored == null)
+      return reply
+        .status(404)
+        .send(apiError(`no block at height ${height} (the chain is at ${chain.state.height})`, 'invalid_request_error', 'not_found'))
+    const { block } = stored
+    return toJson({
+      height,
+      hash: blockHash(block.header),
+      header: block.header,
+      txs: block.txs.map((raw) => ({ hash: txHash(raw), ...decodeTx(raw, Number.MAX_SAFE_INTEGER) })),
+      lastCommit:
+        block.lastCommit == null
+          ? null
+          : {
+              height: block.lastCommit.height,
+              round: block.lastCommit.round,
+              blockHash: block.lastCommit.blockHash,
+              signatures: block.lastCommit.precommits.length
+            }
+    })
+  })
+
+  app.get<{ Params: { address: string } }>('/mesh/accounts/:address', async (req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const s = chain.state
+    const address = req.params.address
+    const account = s.accounts.get(address)
+    return toJson({
+      address,
+      balance: account?.balance ?? 0n,
+      nonce: account?.nonce ?? 0,
+      nextNonce: chain.nextNonce(address),
+      stakes: Object.fromEntries(STAKE_ROLES.map((role) => [role, s.stakes.get(`${role}:${address}`) ?? 0n])),
+      unbonding: s.unbonding
+        .filter((u) => u.address === address)
+        .map((u) => ({ role: u.role, amount: u.amount, releaseHeight: u.releaseHeight })),
+      jailed: s.jailed.has(address)
+    })
+  })
+
+  app.post('/mesh/tx', async (req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const body = TxBody.safeParse(req.body)
+    if (!body.success)
+      return reply
+        .status(400)
+        .send(apiError('body must be {"tx": "<base64 of the signed transaction>"}', 'invalid_request_error', 'invalid_body'))
+    const result = chain.submit(new Uint8Array(Buffer.from(body.data.tx, 'base64')))
+    if (!result.ok) {
+      const status = result.error.code === 'MEMPOOL_FULL' ? 503 : 400
+      return reply.status(status).send(apiError(result.error.message, 'invalid_request_error', result.error.code))
+    }
+    return reply.status(202).send({ hash: result.hash, status: 'pending' })
+  })
+
+  app.get<{ Params: { hash: string } }>('/mesh/tx/:hash', async (req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const status = chain.txStatus(req.params.hash)
+    if (status == null)
+      return reply
+        .status(404)
+        .send(apiError(`transaction ${req.params.hash.slice(0, 80)} is unknown to this node`, 'invalid_request_error', 'not_found'))
+    return { hash: req.params.hash, ...status }
+  })
+}
