@@ -201,4 +201,3 @@ export const TREASURY_ADDRESS = 'treasury'
 
 export const STAKE_ROLES = ['validator', 'host'] as const
 export type StakeRole = (typeof STAKE_ROLES)[number]
-
