@@ -57,7 +57,7 @@ export interface DriverEnv {
   persistOwn(own: OwnMessages): void
   /** Durably appends a committed block (and the state after it). */
   commitBlock(committed: CommittedBlock): void
-  loadBlock(height: number): { block: Block; commit: Commit } | undefined
+  loadBlock(height: number): { block: Block; commit: Commit } | undefined | Promise<{ block: Block; commit: Commit } | undefined>
   /** Transactions to try in the next block, in order. */
   mempool(): Iterable<Uint8Array>
   /** A double-sign was seen: turn it into an evidence transaction. */
@@ -255,13 +255,35 @@ export class ConsensusDriver {
     if (this.env.now() - last < this.init.timeouts.proposeMs) return
     if (this.answered.size > 1_000) this.answered.clear()
     this.answered.set(key, this.env.now())
-    const blocks = []
-    for (let h = Math.max(1, fromHeight); h <= this.chain.height && blocks.length < this.init.maxBlocksPerAnswer; h++) {
-      const b = this.env.loadBlock(h)
-      if (b == null) break
-      blocks.push(b)
+    this.sendBlocks(from, fromHeight)
+  }
+
+  /** Sends blocks from `fromHeight` on; synchronous when the block source is (the simulation). */
+  private sendBlocks(from: string, fromHeight: number): void {
+    const blocks: Array<{ block: Block; commit: Commit }> = []
+    const top = this.chain.height
+    const max = this.init.maxBlocksPerAnswer
+    const finish = (): void => {
+      if (blocks.length > 0 && !this.stopped) this.env.send(from, { kind: 'blocks', blocks })
     }
-    if (blocks.length > 0) this.env.send(from, { kind: 'blocks', blocks })
+    const collect = (h: number): void => {
+      for (; h <= top && blocks.length < max; h++) {
+        const b = this.env.loadBlock(h)
+        if (b instanceof Promise) {
+          const next = h + 1
+          b.then((v) => {
+            if (v == null) return finish()
+            blocks.push(v)
+            collect(next)
+          }, finish)
+          return
+        }
+        if (b == null) break
+        blocks.push(b)
+      }
+      finish()
+    }
+    collect(Math.max(1, fromHeight))
   }
 
   private onBlocks(blocks: Array<{ block: Block; commit: Commit }>): boolean {

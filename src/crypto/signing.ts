@@ -47,6 +47,18 @@ export function addressFromPublicKey(raw: Uint8Array): Address {
  */
 export class SignatureVerifier {
   private readonly keys = new Map<Address, KeyObject | null>()
+  private readonly verified = new Set<string>()
+  private readonly cacheSize: number
+
+  /**
+   * @param cacheSize how many successful verifications to remember (0: none). A node checks each
+   * transaction when it enters the mempool and again inside every block that carries it; the
+   * cache key covers the address, the signature and a hash of the message, so a remembered
+   * result can never vouch for different bytes.
+   */
+  constructor(cacheSize = 0) {
+    this.cacheSize = cacheSize
+  }
 
   /** The public key of `address`, or null if it is not an Ed25519 peer id. */
   publicKey(address: Address): KeyObject | null {
@@ -66,7 +78,15 @@ export class SignatureVerifier {
   verify(address: Address, message: Uint8Array, signature: Uint8Array): boolean {
     const key = this.publicKey(address)
     if (key == null || signature.byteLength !== 64) return false
-    return verify(null, message, key, signature)
+    if (this.cacheSize === 0) return verify(null, message, key, signature)
+    const id = `${address}:${Buffer.from(signature).toString('base64')}:${createHash('sha256').update(message).digest('base64')}`
+    if (this.verified.has(id)) return true
+    const ok = verify(null, message, key, signature)
+    if (ok) {
+      if (this.verified.size >= this.cacheSize) this.verified.clear()
+      this.verified.add(id)
+    }
+    return ok
   }
 }
 

@@ -12,7 +12,9 @@ import {
   Mempool,
   type SignedVote,
   signTx,
-  txHash
+  txHash,
+  verifyProposal,
+  verifyVote
 } from '../chain/index.ts'
 import { decodeCanonical, encodeCanonical } from '../codec/index.ts'
 import {
@@ -31,6 +33,9 @@ import type { MeshLibp2p } from '../p2p/index.ts'
 import { CONSENSUS_TIMEOUTS, CONSENSUS_TOPIC, MAX_TRACKED_TXS, MEMPOOL_LIMITS, SYNC_TOPIC, TX_TOPIC } from '../params/index.ts'
 import { ChainStore, DurableFile, jsonCodec } from '../storage/index.ts'
 import type { NodeMetrics } from './metrics.ts'
+
+/** Verified signatures a node remembers, so a transaction is checked once, not once per block. */
+const SIGNATURE_CACHE_SIZE = 200_000
 
 export class GenesisFileError extends LlmeshError<'GENESIS_FILE'> {}
 
@@ -77,7 +82,7 @@ const syncEnvelope = z.object({ to: z.string().max(64), msg: z.instanceof(Uint8A
 export class ChainService {
   private readonly c: ChainServiceComponents
   private readonly init: ChainServiceInit
-  private readonly verifier = new SignatureVerifier()
+  private readonly verifier = new SignatureVerifier(SIGNATURE_CACHE_SIZE)
   private store: ChainStore | undefined
   private mempool: Mempool | undefined
   private driver: ConsensusDriver | undefined
@@ -144,7 +149,7 @@ export class ChainService {
           store.commit(committed.block, committed.commit, committed.state)
           this.afterCommit(committed.block, committed.hash, committed.state)
         },
-        loadBlock: (height) => store.recentBlock(height),
+        loadBlock: (height) => store.recentBlock(height) ?? store.readBlock(height),
         mempool: () => this.mempool?.candidates() ?? [],
         evidence: (a, b) => this.reportEvidence(a, b),
         log: (event, data) => log.debug({ ...data }, event)
@@ -270,16 +275,39 @@ export class ChainService {
     return { kind: 'consensus', message: decodeConsensusMessage(envelope.msg) }
   }
 
+  /**
+   * Gossip validation: malformed or oversized messages, and votes or proposals that are not
+   * signed by a validator of the current set, are rejected (gossipsub lowers the sender's score
+   * and does not forward them). Everything else is checked in full by the driver.
+   */
   private validate(msg: Message): TopicValidatorResult {
+    let reason: string | null = null
     try {
-      this.decode(msg)
-      this.c.metrics.gossipReceived.inc({ topic: msg.topic, result: 'accepted' })
-      return TopicValidatorResult.Accept
+      const decoded = this.decode(msg)
+      if (decoded.kind === 'consensus') reason = this.checkSigner(decoded.message)
     } catch {
-      this.c.metrics.gossipReceived.inc({ topic: msg.topic, result: 'malformed' })
-      this.c.metrics.rejectedMessages.inc({ protocol: msg.topic, reason: 'malformed' })
-      return TopicValidatorResult.Reject
+      reason = 'malformed'
     }
+    this.c.metrics.gossipReceived.inc({ topic: msg.topic, result: reason ?? 'accepted' })
+    if (reason == null) return TopicValidatorResult.Accept
+    this.c.metrics.rejectedMessages.inc({ protocol: msg.topic, reason })
+    return TopicValidatorResult.Reject
+  }
+
+  private checkSigner(m: ConsensusMessage): string | null {
+    const state = this.store?.latest()
+    if (state == null) return null
+    // the set deciding the next block, or the one after it (a peer may be a block ahead)
+    const isValidator = (a: string): boolean =>
+      state.validators.some((v) => v.address === a) || state.nextValidators.some((v) => v.address === a)
+    if (m.kind === 'vote') {
+      if (!isValidator(m.vote.validator)) return 'not_a_validator'
+      if (!verifyVote(m.vote, this.verifier)) return 'bad_signature'
+    } else if (m.kind === 'proposal') {
+      if (!isValidator(m.proposal.proposer)) return 'not_a_validator'
+      if (!verifyProposal(m.proposal, this.verifier)) return 'bad_signature'
+    }
+    return null
   }
 
   private handle(msg: Message): void {

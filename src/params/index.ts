@@ -201,3 +201,52 @@ export const TREASURY_ADDRESS = 'treasury'
 
 export const STAKE_ROLES = ['validator', 'host'] as const
 export type StakeRole = (typeof STAKE_ROLES)[number]
+
+/**
+ * How a model file becomes an IPFS UnixFS DAG (see docs/models.md). Changing any of these
+ * changes the CID of every model imported afterwards, so a change must be deliberate.
+ * Rabin (content-defined) chunking: an insertion that shifts bytes (GGUF metadata that grew)
+ * changes one or two leaves instead of every leaf after it.
+ */
+export const MODEL_IMPORT = {
+  cidVersion: 1,
+  /** Leaves are raw blocks (codec 0x55), internal nodes dag-pb UnixFS files; sha2-256 throughout. */
+  rawLeaves: true,
+  /** Rabin chunker sizes: every leaf but the last is between min and max; kubo refuses a max above 1 MiB. */
+  rabinMinChunkBytes: 262_144,
+  rabinAvgChunkBytes: 524_288,
+  rabinMaxChunkBytes: 1_048_576,
+  /** Bytes in the rolling hash window (the importer's default). */
+  rabinWindowBytes: 16,
+  /** Balanced layout: links per internal node (the importer's default, and kubo's). */
+  maxChildrenPerNode: 174
+} as const
+
+/** Bounds of the model store and of DAGs fetched from peers. */
+export const MODEL_LIMITS = {
+  /** Largest model file accepted (imported or fetched). */
+  maxModelBytes: 256 * 1024 ** 3,
+  /** Longest model name (UTF-8 bytes). */
+  maxModelNameBytes: 256,
+  /** Models one store holds. */
+  maxStoredModels: 10_000,
+  /** Largest model index file read back. */
+  maxIndexBytes: 16 * 1024 * 1024,
+  /** Largest block read or accepted from a peer (twice our largest chunk). */
+  maxBlockBytes: 2 * 1024 * 1024,
+  /** Most links in one internal node of a fetched DAG (1,024 covers every standard layout). */
+  maxLinksPerNode: 1_024,
+  /** Deepest fetched DAG (ours is 3 levels deep at the largest model size). */
+  maxDagDepth: 8,
+  /** Most blocks (leaves and internal nodes) in one model: the largest model in 128 KiB chunks (ours are 256 KiB or more). */
+  maxModelBlocks: 2_097_152
+} as const
+
+export const MODEL_DEFAULTS = {
+  /** Bytes read from a model file at a time while importing. */
+  importReadBytes: 1024 * 1024,
+  /** Blocks requested from peers at once while fetching a model. */
+  fetchConcurrency: 16,
+  /** Longest wait for one block from peers before a fetch fails. */
+  fetchBlockTimeoutMs: 30_000
+} as const

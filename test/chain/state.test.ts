@@ -286,3 +286,15 @@ test('a state snapshot decodes to the same state; damaged snapshots are refused'
   assert.throws(() => decodeState(bytes.subarray(0, bytes.length - 3)))
   assert.throws(() => decodeState(encodeTx(tx(s, a, { type: 'transfer', to: b.address, amount: 1n }))), /not a state snapshot/)
 })
+
+test('a cached verification never vouches for other bytes or another signer', () => {
+  const cached = new SignatureVerifier(10)
+  const [a, b] = signers as [(typeof signers)[0], (typeof signers)[0]]
+  const msg = new TextEncoder().encode('pay 1')
+  const sig = a.sign(msg)
+  assert.equal(cached.verify(a.address, msg, sig), true)
+  assert.equal(cached.verify(a.address, msg, sig), true)
+  assert.equal(cached.verify(a.address, new TextEncoder().encode('pay 9'), sig), false)
+  assert.equal(cached.verify(b.address, msg, sig), false)
+  for (let i = 0; i < 30; i++) assert.equal(cached.verify(a.address, msg, a.sign(new TextEncoder().encode(`m${i}`))), false)
+})
