@@ -1,6 +1,6 @@
 // Part of npm run bench:chain — the chain of a real 4-validator devnet (four OS processes on this
 // machine): transfers committed per second at saturation, submission-to-finality latency, block
-// interval. Transfers go in over HTTP, four senders in parallel, each to its own node.
+// interval. Transfers go in over HTTP from 64 accounts in parallel, each in nonce order to one node.
 import '../src/polyfill.ts'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -8,10 +8,11 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { encodeTx, signTx, txHash } from '../src/chain/index.ts'
-import { loadIdentityKey, signerFromPrivateKey } from '../src/crypto/index.ts'
+import { loadIdentityKey, signerFromPrivateKey, signerFromSeed } from '../src/crypto/index.ts'
 
 const quick = process.argv.includes('--quick')
-const TOTAL = quick ? 1_000 : 8_000
+const SENDERS = 64
+const TOTAL = quick ? 1_024 : 8_192
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN
@@ -57,14 +58,45 @@ try {
     )
   }
   if (nodes.length !== 4) throw new Error('devnet did not start')
-  const signers = await Promise.all(nodes.map(async (n) => signerFromPrivateKey(await loadIdentityKey(join(n.home, 'identity.key')))))
+  const nodeSigners = await Promise.all(nodes.map(async (n) => signerFromPrivateKey(await loadIdentityKey(join(n.home, 'identity.key')))))
   const { chainId } = await json<{ chainId: string }>(`${nodes[0]?.apiUrl}/mesh/chain/status`)
-  const perSender = TOTAL / 4
-  const batches = signers.map((s, i) =>
+  const post = (i: number, raw: Uint8Array) =>
+    json(`${nodes[i % 4]?.apiUrl}/mesh/tx`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ tx: Buffer.from(raw).toString('base64') })
+    })
+  // SENDERS accounts send in parallel (each in nonce order to one node); fund them first
+  const clients = Array.from({ length: SENDERS }, (_, i) => signerFromSeed(new Uint8Array(32).fill(200).map((b, j) => (j === 0 ? i : b))))
+  const funding = clients.map((c, i) => {
+    const from = nodeSigners[i % 4]
+    if (from == null) throw new Error('signer')
+    return {
+      node: i % 4,
+      raw: encodeTx(
+        signTx(
+          { chainId, from: from.address, nonce: Math.floor(i / 4), fee: 1n, body: { type: 'transfer', to: c.address, amount: 1_000_000n } },
+          from
+        )
+      )
+    }
+  })
+  for (let k = 0; k < 4; k++) for (const f of funding.filter((x) => x.node === k)) await post(k, f.raw)
+  const lastFunding = txHash(funding[funding.length - 1]?.raw ?? new Uint8Array())
+  for (let i = 0; i < 120; i++) {
+    const s = await json<{ status: string }>(`${nodes[(SENDERS - 1) % 4]?.apiUrl}/mesh/tx/${lastFunding}`).catch(() => ({
+      status: 'unknown'
+    }))
+    if (s.status === 'committed') break
+    await sleep(500)
+  }
+  await sleep(2_500) // the funding block is on every node
+  const perSender = TOTAL / SENDERS
+  const batches = clients.map((s, i) =>
     Array.from({ length: perSender }, (_, nonce) =>
       encodeTx(
         signTx(
-          { chainId, from: s.address, nonce, fee: 1n, body: { type: 'transfer', to: signers[(i + 1) % 4]?.address ?? '', amount: 1n } },
+          { chainId, from: s.address, nonce, fee: 1n, body: { type: 'transfer', to: nodeSigners[i % 4]?.address ?? '', amount: 1n } },
           s
         )
       )
@@ -96,11 +128,7 @@ try {
     batches.map(async (batch, i) => {
       for (const raw of batch) {
         submitted.set(txHash(raw), Date.now())
-        await json(`${nodes[i]?.apiUrl}/mesh/tx`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ tx: Buffer.from(raw).toString('base64') })
-        })
+        await post(i, raw)
       }
     })
   )
@@ -115,8 +143,12 @@ try {
   console.log(
     `(d) 4-validator devnet: ${committed.size}/${TOTAL} transfers committed in ${((last - start) / 1000).toFixed(1)} s = ${Math.round(committed.size / ((last - start) / 1000))} transfers/s (submission over HTTP took ${((submitDone - start) / 1000).toFixed(1)} s = ${Math.round(TOTAL / ((submitDone - start) / 1000))}/s); submit-to-final p50 ${pct(latencies, 50)} ms p99 ${pct(latencies, 99)} ms; block interval p50 ${pct(intervals, 50)} ms; up to ${maxTxsPerBlock} transfers per block`
   )
+} catch (err) {
+  process.exitCode = 1
+  console.error(`bench failed (${(err as Error).message}); the devnet's logs are kept in ${dir}/dn/node-*/node.log`)
+  throw err
 } finally {
   devnet.kill('SIGTERM')
   await new Promise((r) => devnet.once('exit', r))
-  await rm(dir, { recursive: true, force: true })
+  if (process.exitCode == null) await rm(dir, { recursive: true, force: true })
 }

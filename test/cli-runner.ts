@@ -1,6 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import type { DevnetNodeInfo } from '../src/cli/devnet.ts'
+import { waitFor } from './helpers.ts'
 
 export const BIN = fileURLToPath(new URL('../bin/llmesh.js', import.meta.url))
 
@@ -44,4 +48,23 @@ export async function runCli(t: TestContext, args: string[], timeoutMs = 30_000,
   const result = await done
   clearTimeout(timer)
   return result
+}
+
+/** Starts `llmesh devnet ...args` in `dir` and waits for its devnet.json. */
+export async function startDevnet(
+  t: TestContext,
+  dir: string,
+  args: string[]
+): Promise<{ devnet: ReturnType<typeof spawnCli>; nodes: DevnetNodeInfo[] }> {
+  const devnet = spawnCli(t, ['devnet', '--dir', dir, '--quiet', ...args])
+  const { nodes } = await waitFor(
+    'devnet.json',
+    async () => {
+      if (devnet.child.exitCode != null) throw new Error(`devnet exited early: ${(await devnet.done).stderr}`)
+      return JSON.parse(await readFile(join(dir, 'devnet.json'), 'utf8')) as { nodes: DevnetNodeInfo[] }
+    },
+    120_000,
+    250
+  )
+  return { devnet, nodes }
 }

@@ -47,3 +47,13 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     `timed out after ${timeoutMs} ms waiting for ${what}${lastError == null ? '' : ` (last error: ${(lastError as Error).message})`}`
   )
 }
+
+/** Whether a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { prettyFactory } from 'pino-pretty'
 import { LlmeshError } from '../errors/index.ts'
-import { homePaths, initHome, type NodeConfig, type NodeStatus, saveConfig } from '../node/index.ts'
+import { homePaths, initHome, type NodeConfig, type NodeStatus, processAlive, saveConfig } from '../node/index.ts'
 import type { Role } from '../params/index.ts'
 
 export class DevnetError extends LlmeshError<'DEVNET_DIR' | 'DEVNET_PORT' | 'DEVNET_START' | 'DEVNET_OPTION'> {}
@@ -210,7 +210,7 @@ async function freshDir(dir: string): Promise<void> {
   }
   for (const e of entries.filter((e) => /^node-\d+$/.test(e))) {
     const pid = Number.parseInt(await readFile(join(dir, e, 'node.pid'), 'utf8').catch(() => ''), 10)
-    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+    if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) {
       throw new DevnetError('DEVNET_DIR', `a node of a devnet in ${dir} is still running (${e}, pid ${pid})`, {
         hint: 'stop that devnet first (Ctrl-C in its terminal) or choose another --dir'
       })
@@ -218,15 +218,6 @@ async function freshDir(dir: string): Promise<void> {
   }
   await rm(dir, { recursive: true, force: true })
   await mkdir(dir, { recursive: true })
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 async function checkPortsFree(opts: DevnetOptions): Promise<void> {

@@ -90,7 +90,8 @@ export async function lockHome(paths: HomePaths): Promise<() => Promise<void>> {
   throw new HomeError('HOME_LOCKED', `could not take ${paths.pid}`, { hint: 'check the directory permissions' })
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid exists (one we may not signal still counts). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import { encodeTx, signTx } from '../../src/chain/index.ts'
 import type { DevnetNodeInfo } from '../../src/cli/devnet.ts'
 import { loadIdentityKey, signerFromPrivateKey } from '../../src/crypto/index.ts'
-import { spawnCli } from '../cli-runner.ts'
+import { spawnCli, startDevnet } from '../cli-runner.ts'
 import { freePortBase, tempDir, waitFor } from '../helpers.ts'
 
 interface ChainStatus {
@@ -31,16 +31,7 @@ test('the devnet chain: blocks at the interval with one hash everywhere, survive
 }, async (t) => {
   const base = await freePortBase(4)
   const dir = join(await tempDir(t), 'devnet')
-  const devnet = spawnCli(t, ['devnet', '--nodes', '4', '--dir', dir, '--base-port', String(base), '--block-time', '1000', '--quiet'])
-  const { nodes } = await waitFor(
-    'devnet.json',
-    async () => {
-      if (devnet.child.exitCode != null) throw new Error(`devnet exited early: ${(await devnet.done).stderr}`)
-      return JSON.parse(await readFile(join(dir, 'devnet.json'), 'utf8')) as { nodes: DevnetNodeInfo[] }
-    },
-    120_000,
-    250
-  )
+  const { devnet, nodes } = await startDevnet(t, dir, ['--nodes', '4', '--base-port', String(base), '--block-time', '1000'])
   const [n0, n1, n2, n3] = nodes as [DevnetNodeInfo, DevnetNodeInfo, DevnetNodeInfo, DevnetNodeInfo]
   const restarted: Array<ReturnType<typeof spawnCli>> = []
 

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { CID } from 'multiformats/cid'
@@ -7,8 +6,8 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import type { DevnetNodeInfo } from '../../src/cli/devnet.ts'
 import type { NodeStatus } from '../../src/node/index.ts'
-import { spawnCli } from '../cli-runner.ts'
-import { freePortBase, tempDir, waitFor } from '../helpers.ts'
+import { spawnCli, startDevnet } from '../cli-runner.ts'
+import { alive, freePortBase, tempDir, waitFor } from '../helpers.ts'
 
 async function getJson<T>(url: string, init?: RequestInit): Promise<T> {
   const res = await fetch(url, { ...init, signal: AbortSignal.timeout(20_000) })
@@ -18,29 +17,10 @@ async function getJson<T>(url: string, init?: RequestInit): Promise<T> {
 
 const status = (n: DevnetNodeInfo): Promise<NodeStatus> => getJson<NodeStatus>(`${n.apiUrl}/mesh/status`)
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
 test('a 4-node devnet of OS processes: full mesh, DHT, gossip, and a killed node rejoins', { timeout: 240_000 }, async (t) => {
   const base = await freePortBase(4)
   const dir = join(await tempDir(t), 'devnet')
-  const devnet = spawnCli(t, ['devnet', '--nodes', '4', '--dir', dir, '--base-port', String(base), '--quiet'])
-
-  const { nodes } = await waitFor(
-    'devnet.json',
-    async () => {
-      if (devnet.child.exitCode != null) throw new Error(`devnet exited early: ${(await devnet.done).stderr}`)
-      return JSON.parse(await readFile(join(dir, 'devnet.json'), 'utf8')) as { nodes: DevnetNodeInfo[] }
-    },
-    120_000,
-    250
-  )
+  const { devnet, nodes } = await startDevnet(t, dir, ['--nodes', '4', '--base-port', String(base)])
   assert.equal(nodes.length, 4)
   for (const [i, n] of nodes.entries()) {
     assert.equal(n.index, i)

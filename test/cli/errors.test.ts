@@ -3,6 +3,8 @@ import { access, chmod, readFile, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { type TestContext, test } from 'node:test'
+import { ClassicLevel } from 'classic-level'
+import { loadIdentityKey, signerFromPrivateKey } from '../../src/crypto/index.ts'
 import { type CliResult, runCli, spawnCli } from '../cli-runner.ts'
 import { freePortBase, tempDir, waitFor } from '../helpers.ts'
 
@@ -132,4 +134,51 @@ test('devnet refuses a taken port before starting anything', async (t) => {
     await runCli(t, ['devnet', '--nodes', '2', '--dir', dir, '--base-port', String(base)]),
     new RegExp(`port ${base + 1} \\(node-1 API\\) is already in use`)
   )
+})
+
+test('a node whose chain store was damaged refuses to start with one line, rather than fork', async (t) => {
+  const api = await freePortBase(1)
+  const home = await initHomeCli(t, { api, p2p: 0 })
+  const signer = signerFromPrivateKey(await loadIdentityKey(join(home, 'identity.key')))
+  await writeFile(
+    join(home, 'genesis.json'),
+    JSON.stringify({
+      chainId: 'llmesh-solo',
+      genesisTime: Date.now(),
+      params: { blockTimeMs: 500 },
+      accounts: [{ address: signer.address, balance: '1000' }],
+      validators: [{ address: signer.address, stake: '10000000' }]
+    })
+  )
+  const configPath = join(home, 'config.json')
+  const config = JSON.parse(await readFile(configPath, 'utf8'))
+  config.roles = ['validator']
+  config.chain = { genesis: 'genesis.json' }
+  await writeFile(configPath, JSON.stringify(config))
+
+  // a lone validator commits blocks by itself
+  const first = spawnCli(t, ['start', '--home', home])
+  await waitFor(
+    'height 2',
+    async () => {
+      const s = (await (await fetch(`http://127.0.0.1:${api}/mesh/chain/status`)).json()) as { height: number }
+      return s.height >= 2 ? true : undefined
+    },
+    30_000
+  )
+  first.child.kill('SIGTERM')
+  assert.equal((await first.done).code, 0)
+
+  const db = new ClassicLevel<string, Uint8Array>(join(home, 'chain', 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' })
+  await db.open()
+  const raw = (await db.get('state')) ?? assert.fail('no state in the store')
+  const damaged = raw.slice()
+  damaged[Math.floor(damaged.length / 2)] = (damaged[Math.floor(damaged.length / 2)] ?? 0) ^ 0x40
+  await db.put('state', damaged)
+  await db.close()
+  assertOneLineError(await runCli(t, ['start', '--home', home]), /chain store .* is corrupted/)
+
+  // a genesis file that does not parse is named too
+  await writeFile(join(home, 'genesis.json'), '{"chainId": ')
+  assertOneLineError(await runCli(t, ['start', '--home', home]), /cannot read the genesis file .*genesis\.json \(chain\.genesis\)/)
 })

@@ -3,16 +3,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { tempDir, waitFor } from '../helpers.ts'
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
+import { alive, tempDir, waitFor } from '../helpers.ts'
 
 test('a model worker does not outlive the process that started it, even one killed with SIGKILL', async (t) => {
   const dir = await tempDir(t)
