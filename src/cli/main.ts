@@ -163,6 +163,41 @@ export function buildProgram(): Command {
     await runAccount(await resolveApi(o), addr)
   })
 
+  const model = program.command('model').description('the content-addressed model store of a node home')
+  const homeOption = (c: Command): Command => c.option('--home <dir>', 'node home', DEFAULT_HOME)
+  homeOption(
+    model
+      .command('add')
+      .argument('<file>', 'a GGUF model file')
+      .option('--name <name>', 'a name for people')
+      .description('import a GGUF file; prints its CID')
+  ).action(async (file: string, o: { home: string; name?: string }) => {
+    const { runModelAdd } = await import('./model.ts')
+    await runModelAdd(o.home, file, o.name)
+  })
+  homeOption(model.command('ls').option('--json', 'print JSON').description('list stored models')).action(
+    async (o: { home: string; json?: boolean }) => {
+      const { runModelList } = await import('./model.ts')
+      await runModelList(o.home, o.json === true)
+    }
+  )
+  homeOption(
+    model.command('rm').argument('<cid>', 'model CID').description('remove a model (blocks shared with other models stay)')
+  ).action(async (cid: string, o: { home: string }) => {
+    const { runModelRemove } = await import('./model.ts')
+    await runModelRemove(o.home, cid)
+  })
+  homeOption(
+    model
+      .command('export')
+      .argument('<cid>', 'model CID')
+      .argument('<file>', 'where to write the GGUF file')
+      .description('write a model back, byte-identical')
+  ).action(async (cid: string, file: string, o: { home: string }) => {
+    const { runModelExport } = await import('./model.ts')
+    await runModelExport(o.home, cid, file)
+  })
+
   const tx = program.command('tx').description('sign a transaction with the key of --home and submit it')
   const txOptions = (c: Command): Command =>
     apiOptions(c)

@@ -102,14 +102,14 @@ export function parseModelCid(input: string | CID): CID {
   const text = String(input)
   if (text.length === 0 || Buffer.byteLength(text) > INFERENCE_LIMITS.maxModelIdBytes) {
     throw new ModelInputError('INVALID_CID', `model CID of ${Buffer.byteLength(text)} bytes is not a CID`, {
-      hint: 'a model CID looks like bafybei…; `llmesh model list` shows the stored ones'
+      hint: 'a model CID looks like bafybei…; `llmesh model ls` shows the stored ones'
     })
   }
   try {
     return CID.parse(text).toV1()
   } catch (err) {
     throw new ModelInputError('INVALID_CID', `"${text}" is not a CID`, {
-      hint: 'a model CID looks like bafybei…; `llmesh model list` shows the stored ones',
+      hint: 'a model CID looks like bafybei…; `llmesh model ls` shows the stored ones',
       cause: err
     })
   }
