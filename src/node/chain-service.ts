@@ -73,6 +73,8 @@ const locksSchema = z
     validHash: z.string().nullable()
   })
   .strict()
+type Decoded = { kind: 'consensus'; message: ConsensusMessage } | { kind: 'tx'; raw: Uint8Array } | { kind: 'ignore' }
+
 const syncEnvelope = z.object({ to: z.string().max(64), msg: z.instanceof(Uint8Array) }).strict()
 
 /**
@@ -89,6 +91,8 @@ export class ChainService {
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly statuses = new Map<string, TxStatus>()
   private readonly onGossip = (evt: CustomEvent<Message>): void => this.handle(evt.detail)
+  /** What the topic validator decoded, so a message (a proposal carries a whole block) is decoded once. */
+  private readonly decoded = new WeakMap<Message, Decoded>()
 
   constructor(components: ChainServiceComponents, init: ChainServiceInit) {
     this.c = components
@@ -267,7 +271,7 @@ export class ChainService {
     )
   }
 
-  private decode(msg: Message): { kind: 'consensus'; message: ConsensusMessage } | { kind: 'tx'; raw: Uint8Array } | { kind: 'ignore' } {
+  private decode(msg: Message): Decoded {
     if (msg.topic === TX_TOPIC) return { kind: 'tx', raw: msg.data }
     if (msg.topic === CONSENSUS_TOPIC) return { kind: 'consensus', message: decodeConsensusMessage(msg.data) }
     const envelope = syncEnvelope.parse(decodeCanonical(msg.data, 16 * 1024 * 1024))
@@ -284,6 +288,7 @@ export class ChainService {
     let reason: string | null = null
     try {
       const decoded = this.decode(msg)
+      this.decoded.set(msg, decoded)
       if (decoded.kind === 'consensus') reason = this.checkSigner(decoded.message)
     } catch {
       reason = 'malformed'
@@ -312,7 +317,7 @@ export class ChainService {
 
   private handle(msg: Message): void {
     if (msg.type !== 'signed' || ![CONSENSUS_TOPIC, SYNC_TOPIC, TX_TOPIC].includes(msg.topic)) return
-    const decoded = this.decode(msg)
+    const decoded = this.decoded.get(msg) ?? this.decode(msg)
     if (decoded.kind === 'tx') this.addTx(decoded.raw)
     else if (decoded.kind === 'consensus') this.driver?.onMessage(msg.from.toString(), decoded.message)
   }
