@@ -133,16 +133,11 @@ export class EchoEngine implements InferenceEngine {
     const base = { stopSequence, promptTokens, seed: req.params.seed }
     let sent = ''
     let firstAt: number | null = null
+    const finishAborted = (completionTokens: number): void =>
+      stream.finish({ ...base, stopSequence: null, text: sent, finishReason: 'aborted', completionTokens, ...timing(started, firstAt) })
     for (const [i, token] of tokens.entries()) {
       if (signal.aborted) {
-        stream.finish({
-          ...base,
-          stopSequence: null,
-          text: sent,
-          finishReason: 'aborted',
-          completionTokens: i,
-          ...timing(started, firstAt)
-        })
+        finishAborted(i)
         return
       }
       if (this.init.tokenIntervalMs > 0) await sleep(this.init.tokenIntervalMs, undefined, { signal }).catch(() => {})
@@ -152,14 +147,7 @@ export class EchoEngine implements InferenceEngine {
       stream.push(token)
     }
     if (signal.aborted) {
-      stream.finish({
-        ...base,
-        stopSequence: null,
-        text: sent,
-        finishReason: 'aborted',
-        completionTokens: tokens.length,
-        ...timing(started, firstAt)
-      })
+      finishAborted(tokens.length)
       return
     }
     const completionTokens =

@@ -83,13 +83,7 @@ export class LlamaEngine implements InferenceEngine {
   async load(spec: ModelSpec): Promise<ModelInfo> {
     const { id, path } = checkModelSpec(spec)
     if (this.workers.has(id)) {
-      throw new ModelLoadError(
-        'MODEL_ALREADY_LOADED',
-        id,
-        path,
-        `model ${id} is already loaded or loading`,
-        'unload it first to load it again'
-      )
+      throw alreadyLoaded(id, path)
     }
     if (this.workers.size >= this.init.maxLoadedModels) {
       throw new ModelLoadError('TOO_MANY_MODELS', id, path, `${this.workers.size} models are loaded already`, 'unload one first')
@@ -97,13 +91,7 @@ export class LlamaEngine implements InferenceEngine {
     await checkGgufFile(id, path)
     // checked again: another load of the same id may have started while the file was read
     if (this.workers.has(id)) {
-      throw new ModelLoadError(
-        'MODEL_ALREADY_LOADED',
-        id,
-        path,
-        `model ${id} is already loaded or loading`,
-        'unload it first to load it again'
-      )
+      throw alreadyLoaded(id, path)
     }
     const worker = new ModelWorker(
       {
@@ -216,4 +204,14 @@ async function checkGgufFile(id: string, path: string): Promise<void> {
       'llama.cpp reads GGUF models only; convert the model, or check that the download finished'
     )
   }
+}
+
+function alreadyLoaded(id: string, path: string): ModelLoadError {
+  return new ModelLoadError(
+    'MODEL_ALREADY_LOADED',
+    id,
+    path,
+    `model ${id} is already loaded or loading`,
+    'unload it first to load it again'
+  )
 }

@@ -1,8 +1,8 @@
-import { open, readFile, rename, unlink } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import { z } from 'zod'
 import { isSystemError } from '../errors/index.ts'
 import { MODEL_LIMITS } from '../params/index.ts'
+import { DurableFile } from '../storage/index.ts'
 import { ModelIntegrityError } from './errors.ts'
 
 /** One model in the store. */
@@ -74,24 +74,13 @@ export class ModelIndexFile {
     }
   }
 
+  /** Replaces the list atomically (temporary file, fsync, rename, fsync of the directory). */
   async write(models: StoredModel[]): Promise<void> {
-    const tmp = `${this.path}.tmp`
-    const fh = await open(tmp, 'w', 0o644)
-    try {
-      await fh.writeFile(`${JSON.stringify({ version: 1, models }, null, 1)}\n`)
-      await fh.sync()
-    } catch (err) {
-      await fh.close()
-      await unlink(tmp).catch(() => {})
-      throw err
-    }
-    await fh.close()
-    await rename(tmp, this.path)
-    const dir = await open(dirname(this.path), 'r')
-    try {
-      await dir.sync()
-    } finally {
-      await dir.close()
-    }
+    new DurableFile<StoredModel[]>(this.path, {
+      encode: (list) => new TextEncoder().encode(`${JSON.stringify({ version: 1, models: list }, null, 1)}\n`),
+      decode: () => {
+        throw new Error('the model index is read by ModelIndex.read')
+      }
+    }).write(models)
   }
 }
