@@ -1,7 +1,7 @@
-// Runs every *.test.ts under test/ (or the files given) with Node's test runner, tsx and the
+// Runs every *.test.ts under test/ (or under the files and directories given) with Node's test runner, tsx and the
 // Promise.withResolvers polyfill loaded first. Node 20's --test does not expand globs itself.
 import { spawnSync } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
 function find(dir) {
@@ -13,7 +13,7 @@ function find(dir) {
 }
 
 const args = process.argv.slice(2)
-const files = args.length > 0 ? args : find('test').sort()
+const files = args.length > 0 ? args.flatMap((a) => (statSync(a).isDirectory() ? find(a).sort() : [a])) : find('test').sort()
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--import', './src/polyfill.ts', '--test', '--test-reporter=spec', ...files],

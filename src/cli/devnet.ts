@@ -9,7 +9,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { prettyFactory } from 'pino-pretty'
 import { LlmeshError } from '../errors/index.ts'
 import { homePaths, initHome, type NodeConfig, type NodeStatus, processAlive, saveConfig } from '../node/index.ts'
-import type { Role } from '../params/index.ts'
+import { type Role, TINY_MODEL } from '../params/index.ts'
 
 export class DevnetError extends LlmeshError<'DEVNET_DIR' | 'DEVNET_PORT' | 'DEVNET_START' | 'DEVNET_OPTION'> {}
 
@@ -28,6 +28,8 @@ export interface DevnetOptions {
   blockTimeMs: number
   /** Print every node's log lines (prettified) as well as writing them to node-i/node.log. */
   showLogs: boolean
+  /** Engine of the host nodes: llama.cpp on the built-in tiny model, or the instant echo engine. */
+  engine: 'llama' | 'echo'
 }
 
 export interface DevnetNodeInfo {
@@ -95,6 +97,27 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
       2
     )}\n`
   )
+  // every host serves the built-in tiny model (random weights: its text is noise)
+  const hostIndexes = homes.flatMap((h, i) => (h.config.roles.includes('host') ? [i] : []))
+  let tinyCid: string | null = null
+  if (hostIndexes.length > 0) {
+    const { writeTinyModel } = await import('../inference/index.ts')
+    const { ModelStore, modelStoreDir } = await import('../models/index.ts')
+    const file = join(dir, 'tiny-model.gguf')
+    await writeTinyModel(file, { seed: TINY_MODEL.seed })
+    for (const i of hostIndexes) {
+      const h = homes[i]
+      if (h == null) continue
+      const store = new ModelStore({ dir: modelStoreDir(h.home) })
+      await store.start()
+      try {
+        tinyCid = (await store.add(file, { name: TINY_MODEL.name })).cid
+      } finally {
+        await store.stop()
+      }
+      h.config = { ...h.config, host: { ...h.config.host, engine: opts.engine, models: [tinyCid] } }
+    }
+  }
   const addrOf = (i: number): string => `/ip4/127.0.0.1/tcp/${opts.p2pBasePort + i}/p2p/${homes[i]?.peerId}`
   for (const [i, h] of homes.entries()) {
     // nodes 0 and 1 are everyone's bootstrap peers; the rest of the mesh is found through the DHT
@@ -152,6 +175,12 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
       }
     )
     if (statuses == null) return // interrupted while starting
+    const edge = homes[0]?.config.roles.includes('edge') === true
+    const remoteHosts = hostIndexes.filter((i) => i !== 0).length
+    if (tinyCid != null && edge && remoteHosts > 0) {
+      const seen = await waitForModel(apiUrls[0] ?? '', tinyCid, remoteHosts, opts.readyTimeoutMs, stop.signal)
+      if (!seen) return
+    }
     const nodes: DevnetNodeInfo[] = homes.map((h, i) => ({
       index: i,
       peerId: h.peerId,
@@ -165,6 +194,15 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
     print(`devnet ready: ${opts.nodes} node(s) in ${dir}, every node connected to every other; chain llmesh-devnet from ${genesisPath}`)
     for (const n of nodes) {
       print(`  node-${n.index}  ${n.apiUrl}  ${n.peerId}  pid ${n.pid}  roles ${homes[n.index]?.config.roles.join(',')}`)
+    }
+    if (tinyCid != null) {
+      print(`model: ${tinyCid} (${TINY_MODEL.name}) served by node(s) ${hostIndexes.join(', ')} with the ${opts.engine} engine`)
+      if (edge) {
+        print(`OpenAI API: ${nodes[0]?.apiUrl}/v1 — try:`)
+        print(
+          `  curl ${nodes[0]?.apiUrl}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"${tinyCid}","messages":[{"role":"user","content":"hello"}],"max_tokens":16}'`
+        )
+      }
     }
     print(`try: curl ${nodes[0]?.apiUrl}/mesh/status   or: npx llmesh status --api ${nodes[0]?.apiUrl}`)
     print('press Ctrl-C to stop every node')
@@ -267,6 +305,27 @@ async function waitForFullMesh(
   }
   throw new DevnetError('DEVNET_START', `the mesh did not form within ${timeoutMs} ms (${lastMissing})`, {
     hint: 'see the node-i/node.log files in the devnet dir'
+  })
+}
+
+/** Waits until the edge at `apiUrl` hears the adverts of `hosts` hosts serving `cid`; false if interrupted. */
+async function waitForModel(apiUrl: string, cid: string, hosts: number, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  let heard = 0
+  while (Date.now() < deadline) {
+    if (signal.aborted) return false
+    try {
+      const res = await fetch(`${apiUrl}/v1/models`, { signal: AbortSignal.timeout(2_000) })
+      const body = (await res.json()) as { data?: Array<{ llmesh?: { cid: string; hosts: string[] } }> }
+      heard = body.data?.find((m) => m.llmesh?.cid === cid)?.llmesh?.hosts.length ?? 0
+      if (heard >= hosts) return true
+    } catch {
+      // not up yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  throw new DevnetError('DEVNET_START', `the edge heard ${heard} of ${hosts} hosts serving ${cid} within ${timeoutMs} ms`, {
+    hint: 'see the node-i/node.log files of the host nodes (did the model load?)'
   })
 }
 

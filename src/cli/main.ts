@@ -19,6 +19,11 @@ function intOption(name: string, min: number, max: number) {
   }
 }
 
+function engineOption(value: string): 'llama' | 'echo' {
+  if (value !== 'llama' && value !== 'echo') throw new InvalidArgumentError('use llama or echo')
+  return value
+}
+
 function rolesOption(value: string): Role[] {
   const roles = value
     .split(',')
@@ -90,6 +95,12 @@ export function buildProgram(): Command {
     .option('--ready-timeout <ms>', 'how long to wait for the full mesh', intOption('--ready-timeout', 1_000, 600_000), 60_000)
     .option('--block-time <ms>', 'target block interval of the devnet chain', intOption('--block-time', 100, 60_000), 2_000)
     .option('--quiet', "do not print the nodes' logs (they are still in DIR/node-i/node.log)")
+    .option(
+      '--engine <engine>',
+      'engine of the host nodes: llama (the built-in tiny model on llama.cpp) or echo (instant, for benchmarks)',
+      engineOption,
+      'llama'
+    )
     .action(
       async (o: {
         nodes: number
@@ -101,6 +112,7 @@ export function buildProgram(): Command {
         readyTimeout: number
         blockTime: number
         quiet?: boolean
+        engine: 'llama' | 'echo'
       }) => {
         const { runDevnet } = await import('./devnet.ts')
         await runDevnet({
@@ -112,7 +124,8 @@ export function buildProgram(): Command {
           otherRoles: o.roles,
           readyTimeoutMs: o.readyTimeout,
           blockTimeMs: o.blockTime,
-          showLogs: o.quiet !== true
+          showLogs: o.quiet !== true,
+          engine: o.engine
         })
       }
     )
@@ -196,6 +209,16 @@ export function buildProgram(): Command {
   ).action(async (cid: string, file: string, o: { home: string }) => {
     const { runModelExport } = await import('./model.ts')
     await runModelExport(o.home, cid, file)
+  })
+
+  apiOptions(
+    model
+      .command('get')
+      .argument('<cid>', 'model CID')
+      .description('fetch a model from the peers that provide it, through the running node (--api, or the node of --home)')
+  ).action(async (cid: string, o: { api?: string; home?: string }) => {
+    const { runModelGet } = await import('./model.ts')
+    await runModelGet(await resolveApi(o), cid)
   })
 
   const tx = program.command('tx').description('sign a transaction with the key of --home and submit it')

@@ -6,6 +6,8 @@ import { type LlmeshNode, PortInUseError } from '../node/index.ts'
 import { LIMITS } from '../params/index.ts'
 import { registerChainRoutes } from './chain-routes.ts'
 import { apiError } from './errors.ts'
+import { registerModelRoutes } from './model-routes.ts'
+import { registerOpenAiRoutes } from './openai-routes.ts'
 
 const CidParam = z.string().min(1).max(256)
 const ProvideBody = z.object({ cid: CidParam }).strict()
@@ -78,6 +80,8 @@ export function createApiServer(node: LlmeshNode): FastifyInstance {
   })
 
   registerChainRoutes(app, node)
+  registerModelRoutes(app, { list: () => node.models.list(), fetch: (cid, options) => node.models.fetch(cid, options) })
+  registerOpenAiRoutes(app, () => node.mesh)
 
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', node.metrics.registry.contentType)

@@ -111,7 +111,7 @@ async function decodeFileNode(
   cid: CID,
   root: CID,
   signal: AbortSignal | undefined
-): Promise<{ fileSize: bigint; links: CID[] }> {
+): Promise<{ fileSize: bigint; links: CID[]; blockSizes: bigint[] }> {
   let entry: UnixFSEntry
   try {
     entry = await exporter(cid, storage, { signal })
@@ -126,7 +126,7 @@ async function decodeFileNode(
     }
     throw err
   }
-  if (entry.type === 'raw') return { fileSize: entry.size, links: [] }
+  if (entry.type === 'raw') return { fileSize: entry.size, links: [], blockSizes: [] }
   const unixfsType = entry.type === 'file' ? entry.unixfs.type : entry.type
   if (entry.type !== 'file' || (unixfsType !== 'file' && unixfsType !== 'raw')) {
     throw new ModelDagError(
@@ -136,7 +136,7 @@ async function decodeFileNode(
       'give the CID of the model file itself'
     )
   }
-  return { fileSize: entry.size, links: entry.node.Links.map((link) => link.Hash) }
+  return { fileSize: entry.size, links: entry.node.Links.map((link) => link.Hash), blockSizes: entry.unixfs.blockSizes }
 }
 
 export interface FileDagRoot {
@@ -163,6 +163,8 @@ export interface WalkOptions {
   signal?: AbortSignal
   /** Blocks whose reading fails with `MODEL_CORRUPT` are yielded but not descended into (to remove a damaged model). */
   skipUnreadable?: boolean
+  /** Filled with the file bytes of each raw leaf (block key → bytes) as their parents declare, for progress reports. */
+  leafSizes?: Map<string, number>
 }
 
 /**
@@ -199,8 +201,9 @@ export async function* walkFileDag(read: BlockReader, root: CID, options: WalkOp
       )
     }
     let links: CID[]
+    let blockSizes: bigint[]
     try {
-      links = (await decodeFileNode(storage, cid, root, options.signal)).links
+      ;({ links, blockSizes } = await decodeFileNode(storage, cid, root, options.signal))
     } catch (err) {
       if (options.skipUnreadable === true && err instanceof ModelIntegrityError) continue
       throw err
@@ -212,6 +215,11 @@ export async function* walkFileDag(read: BlockReader, root: CID, options: WalkOp
         `block ${cid} of model ${root} has ${links.length} links, more than ${MODEL_LIMITS.maxLinksPerNode}`,
         'a DAG this wide is refused'
       )
+    }
+    if (options.leafSizes != null && blockSizes.length === links.length) {
+      for (const [i, link] of links.entries()) {
+        if (link.code === raw.code) options.leafSizes.set(blockKey(link), Number(blockSizes[i]))
+      }
     }
     // reversed so that the stack pops them in file order
     for (let i = links.length - 1; i >= 0; i--) stack.push({ cid: links[i] as CID, depth: depth + 1 })

@@ -63,3 +63,33 @@ export class ModelStoreStoppedError extends LlmeshError<'MODEL_STORE_STOPPED'> {
     super('MODEL_STORE_STOPPED', 'the model store is not running', { hint: 'start the store (or the node) first' })
   }
 }
+
+/** Another process (a running node fetching, or `llmesh model add`) kept the store's lock longer than the wait allows. */
+export class ModelStoreBusyError extends LlmeshError<'MODEL_STORE_BUSY'> {
+  readonly lockPath: string
+  readonly holder: number | undefined
+  constructor(lockPath: string, holder: number | undefined) {
+    super('MODEL_STORE_BUSY', `the model store is busy: ${holder == null ? 'another process' : `process ${holder}`} holds ${lockPath}`, {
+      hint: 'a running node may be fetching a model, or `llmesh model add` importing one, into this store; try again when it finishes'
+    })
+    this.lockPath = lockPath
+    this.holder = holder
+  }
+}
+
+export type ModelProviderErrorCode = 'MODEL_NO_PROVIDER' | 'MODEL_PROVIDERS_UNREACHABLE'
+
+/** No peer holding the model could be found on the DHT, or none of those found could be reached. */
+export class ModelProviderError extends LlmeshError<ModelProviderErrorCode> {
+  readonly cid: string
+  /** Providers the DHT listed (0 for `MODEL_NO_PROVIDER`). */
+  readonly providers: number
+  constructor(code: ModelProviderErrorCode, cid: string, providers: number, message: string, hint: string, cause?: unknown) {
+    super(code, message, { hint, cause })
+    this.cid = cid
+    this.providers = providers
+  }
+}
+
+/** The node is already fetching as many models (or has as many callers waiting on one) as it allows. */
+export class ModelFetchBusyError extends LlmeshError<'MODEL_FETCH_BUSY'> {}

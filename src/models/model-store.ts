@@ -30,6 +30,7 @@ import { hasGgufMagic } from './gguf.ts'
 import { modelImporterOptions } from './import-options.ts'
 import { ModelIndexFile, type StoredModel } from './model-index.ts'
 import { RwLock } from './rw-lock.ts'
+import { lockStoreDir } from './store-lock.ts'
 
 export interface ModelStoreInit {
   /** The store's directory, `<home>/models` (see {@link modelStoreDir}). */
@@ -38,6 +39,10 @@ export interface ModelStoreInit {
   maxModelBytes?: number
   /** Wall clock in ms, for `addedAt`; passed in so tests can drive it. */
   now?: () => number
+  /** Longest wait for another process's change to the store (`STORE_LOCK_DEFAULTS.waitMs` by default). */
+  lockWaitMs?: number
+  /** Called when a change has to wait for another process holding the store's lock (its pid, if known). */
+  onLockWait?: (holder: number | undefined) => void
 }
 
 export interface ModelStorePaths {
@@ -47,6 +52,8 @@ export interface ModelStorePaths {
   /** Models materialised as plain GGUF files for the inference engine. */
   files: string
   index: string
+  /** Held by the one process changing the store (see `lockStoreDir`). */
+  lock: string
 }
 
 export interface AddModelOptions {
@@ -78,6 +85,8 @@ export interface FetchProgress {
   /** Blocks received from peers. */
   blocksFetched: number
   bytesFetched: number
+  /** File bytes in the leaves that were already in the store (as their parents declare). */
+  bytesPresent: number
   /** Bytes of the file, as the root declares. */
   fileSize: number
 }
@@ -142,7 +151,10 @@ async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
  * and every file written out against the SHA-256 recorded when the model came in.
  *
  * Locking: adds, fetches, removals and gc run one at a time; exports run alongside adds and each
- * other, but not alongside a removal or gc (the only operations that delete blocks).
+ * other, but not alongside a removal or gc (the only operations that delete blocks). "One at a
+ * time" holds across processes too (a lock file, `store.lock`): each change takes it and reads
+ * `index.json` again first, so a node and `llmesh model add` can share a store; `refresh()` picks
+ * up what another process listed.
  */
 export class ModelStore {
   readonly paths: ModelStorePaths
@@ -152,25 +164,36 @@ export class ModelStore {
   private readonly models = new Map<string, StoredModel>()
   private readonly mutations = new RwLock()
   private readonly deletions = new RwLock()
+  private readonly lockWaitMs: number | undefined
+  private readonly onLockWait: ((holder: number | undefined) => void) | undefined
   private blockstore: FsBlockstore | undefined
   private running = false
+  /** What `index.json` looked like when it was last read or written (mtime, size, inode). */
+  private indexSignature = ''
+  private refreshing: Promise<boolean> | undefined
 
   constructor(init: ModelStoreInit) {
     const dir = resolve(init.dir)
-    this.paths = { dir, blocks: join(dir, 'blocks'), files: join(dir, 'files'), index: join(dir, 'index.json') }
+    this.paths = {
+      dir,
+      blocks: join(dir, 'blocks'),
+      files: join(dir, 'files'),
+      index: join(dir, 'index.json'),
+      lock: join(dir, 'store.lock')
+    }
     this.maxModelBytes = Math.min(init.maxModelBytes ?? MODEL_LIMITS.maxModelBytes, MODEL_LIMITS.maxModelBytes)
     this.now = init.now ?? Date.now
     this.indexFile = new ModelIndexFile(this.paths.index)
+    this.lockWaitMs = init.lockWaitMs
+    this.onLockWait = init.onLockWait
   }
 
   async start(): Promise<void> {
     if (this.running) return
     await mkdir(this.paths.files, { recursive: true, mode: 0o755 })
-    const models = await this.indexFile.read()
+    await this.reloadIndex()
     const blockstore = new FsBlockstore(this.paths.blocks)
     await blockstore.open()
-    this.models.clear()
-    for (const model of models) this.models.set(model.cid, model)
     this.blockstore = blockstore
     this.running = true
   }
@@ -184,6 +207,25 @@ export class ModelStore {
         await this.blockstore?.close()
       })
     )
+  }
+
+  /**
+   * Reads `index.json` again if it changed since this store last read or wrote it (another
+   * process, e.g. `llmesh model add` beside a running node, listed or removed a model). Cheap when
+   * nothing changed (one `stat`). Returns true when the list was reloaded.
+   */
+  async refresh(): Promise<boolean> {
+    this.assertRunning()
+    this.refreshing ??= (async () => {
+      try {
+        if ((await this.signatureOfIndex()) === this.indexSignature) return false
+        await this.reloadIndex()
+        return true
+      } finally {
+        this.refreshing = undefined
+      }
+    })()
+    return this.refreshing
   }
 
   /** The stored models, oldest first. */
@@ -248,8 +290,7 @@ export class ModelStore {
           'give a .gguf file; convert other formats with llama.cpp (convert_hf_to_gguf.py)'
         )
       }
-      return await this.mutations.write(async () => {
-        this.assertRunning()
+      return await this.exclusive(options.signal, async () => {
         if (this.models.size >= MODEL_LIMITS.maxStoredModels) {
           throw new ModelInputError('MODEL_STORE_FULL', `the model store already holds ${this.models.size} models`, {
             hint: 'remove models you no longer serve (`llmesh model rm`)'
@@ -270,7 +311,7 @@ export class ModelStore {
   async remove(cid: string | CID): Promise<RemoveResult> {
     const root = parseModelCid(cid)
     this.assertRunning()
-    return this.mutations.write(() =>
+    return this.exclusive(undefined, () =>
       this.deletions.write(async () => {
         this.assertRunning()
         const model = this.require(root)
@@ -338,7 +379,7 @@ export class ModelStore {
    */
   async gc(): Promise<{ blocksDeleted: number; filesDeleted: number }> {
     this.assertRunning()
-    return this.mutations.write(() =>
+    return this.exclusive(undefined, () =>
       this.deletions.write(async () => {
         this.assertRunning()
         const keep = await this.blocksOfModels([...this.models.values()])
@@ -379,8 +420,7 @@ export class ModelStore {
     const rootCid = parseModelCid(root)
     const name = checkModelName(options.name ?? rootCid.toString())
     this.assertRunning()
-    return this.mutations.write(async () => {
-      this.assertRunning()
+    return this.exclusive(options.signal, async () => {
       const existing = this.models.get(rootCid.toString())
       if (existing != null) return { ...existing }
       if (this.models.size >= MODEL_LIMITS.maxStoredModels) {
@@ -405,7 +445,8 @@ export class ModelStore {
     created: Map<string, CID>,
     options: AdoptOptions
   ): Promise<StoredModel> {
-    const progress: FetchProgress = { blocksSeen: 0, blocksPresent: 0, blocksFetched: 0, bytesFetched: 0, fileSize: 0 }
+    const progress: FetchProgress = { blocksSeen: 0, blocksPresent: 0, blocksFetched: 0, bytesFetched: 0, bytesPresent: 0, fileSize: 0 }
+    const leafSizes = new Map<string, number>()
     // every block goes through here: from the store if present, else from the peer, checked and stored
     const obtain: BlockReader = async (cid, opts) => {
       if (await this.blocks.has(cid)) return this.reader(cid, opts)
@@ -448,7 +489,7 @@ export class ModelStore {
     const inFlight = new Set<Promise<void>>()
     let failure: { err: unknown } | undefined
     const seen = new Set<string>()
-    for await (const cid of walkFileDag(obtain, root, { signal: options.signal })) {
+    for await (const cid of walkFileDag(obtain, root, { signal: options.signal, leafSizes })) {
       seen.add(blockKey(cid))
       progress.blocksSeen = seen.size
       if (failure != null) break
@@ -457,8 +498,12 @@ export class ModelStore {
         continue // internal nodes were obtained by the walk itself
       }
       const task = (async () => {
-        if (await this.blocks.has(cid)) progress.blocksPresent++
-        else await obtain(cid, options)
+        if (await this.blocks.has(cid)) {
+          progress.blocksPresent++
+          progress.bytesPresent += leafSizes.get(blockKey(cid)) ?? 0
+        } else {
+          await obtain(cid, options)
+        }
         options.onProgress?.({ ...progress })
       })().catch((err: unknown) => {
         failure ??= { err }
@@ -516,6 +561,41 @@ export class ModelStore {
 
   private async persist(models: StoredModel[]): Promise<void> {
     await this.indexFile.write(models)
+    this.indexSignature = await this.signatureOfIndex()
+  }
+
+  /**
+   * Runs a change to the store alone: in this process (the mutation lock) and among processes
+   * (the store's lock file), on the list as it is on disk now.
+   */
+  private async exclusive<T>(signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    return this.mutations.write(async () => {
+      this.assertRunning()
+      const release = await lockStoreDir(this.paths.lock, { waitMs: this.lockWaitMs, signal, onWait: this.onLockWait })
+      try {
+        await this.reloadIndex()
+        return await fn()
+      } finally {
+        await release()
+      }
+    })
+  }
+
+  private async signatureOfIndex(): Promise<string> {
+    const st = await stat(this.paths.index).catch((err: unknown) => {
+      if (isSystemError(err, 'ENOENT')) return undefined
+      throw err
+    })
+    return st == null ? 'absent' : `${st.mtimeMs}:${st.size}:${st.ino}`
+  }
+
+  private async reloadIndex(): Promise<void> {
+    // the signature is taken first: a write landing between the two is seen by the next refresh
+    const signature = await this.signatureOfIndex()
+    const models = await this.indexFile.read()
+    this.models.clear()
+    for (const model of models) this.models.set(model.cid, model)
+    this.indexSignature = signature
   }
 
   /** Every block key of the given models' DAGs; throws if one of them cannot be read. */

@@ -2,7 +2,17 @@ import { readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { isSystemError, LlmeshError } from '../errors/index.ts'
-import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_P2P_PORT, DEFAULTS, LIMITS, ROLES } from '../params/index.ts'
+import {
+  DEFAULT_API_HOST,
+  DEFAULT_API_PORT,
+  DEFAULT_P2P_PORT,
+  DEFAULTS,
+  HOST_LIMITS,
+  INFERENCE_DEFAULTS,
+  INFERENCE_LIMITS,
+  LIMITS,
+  ROLES
+} from '../params/index.ts'
 
 export type ConfigErrorCode = 'CONFIG_NOT_FOUND' | 'CONFIG_UNREADABLE' | 'CONFIG_INVALID'
 
@@ -76,6 +86,27 @@ export const ConfigSchema = z
       .object({
         /** The genesis file (absolute, or relative to the home); null: this node runs no chain. */
         genesis: z.string().min(1).max(4096).nullable().default(null)
+      })
+      .strict()
+      .prefault({}),
+    host: z
+      .object({
+        /** `llama`: llama.cpp on the GGUF files; `echo`: answers with the prompt, for measuring the mesh. */
+        engine: z.enum(['llama', 'echo']).default('llama'),
+        /** CIDs of the stored models this host serves (`llmesh model add` / `llmesh model get` put them in the store). */
+        models: z.array(z.string().min(1).max(INFERENCE_LIMITS.maxModelIdBytes)).max(HOST_LIMITS.maxAdvertModels).default([]),
+        /** CPU threads per model; 1 decodes fastest on 2 cores. */
+        threads: z.number().int().min(1).max(256).default(INFERENCE_DEFAULTS.threads),
+        /** Generations each model runs at once; more wait in its queue. */
+        sequences: z.number().int().min(1).max(64).default(INFERENCE_DEFAULTS.sequences),
+        /** Context window per sequence (capped by the model's training context). */
+        contextSize: z.number().int().min(64).max(1_048_576).default(INFERENCE_DEFAULTS.contextSize),
+        /** Price asked, as a multiplier of the base fee in basis points (10,000 = 1x); advertised. */
+        priceBps: z.number().int().min(0).max(1_000_000).default(10_000),
+        /** Jobs one peer may have running or queued here at once (0 refuses every job: a host draining). */
+        maxJobsPerPeer: z.number().int().min(0).max(100_000).default(HOST_LIMITS.maxJobsPerPeer),
+        /** Requests per second one peer may start, with bursts up to twice that. */
+        requestsPerSecondPerPeer: z.number().int().min(1).max(1_000_000).default(HOST_LIMITS.requestsPerSecondPerPeer)
       })
       .strict()
       .prefault({}),

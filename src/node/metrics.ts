@@ -43,6 +43,13 @@ export class NodeMetrics {
     registers: [this.registry]
   })
 
+  readonly hostJobs = new Counter({
+    name: 'llmesh_host_jobs_total',
+    help: 'Inference jobs this host answered, by outcome (done, or the error code sent back)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry]
+  })
+
   constructor(libp2p: MeshLibp2p) {
     collectDefaultMetrics({ register: this.registry, prefix: 'llmesh_process_' })
     new Gauge({

@@ -3,13 +3,35 @@ import { join, resolve } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
-import { signerFromPrivateKey } from '../crypto/index.ts'
+import { deriveSealKeyPair, SignatureVerifier, type Signer, signerFromPrivateKey } from '../crypto/index.ts'
 import { isSystemError, LlmeshError } from '../errors/index.ts'
+import {
+  EchoEngine,
+  HostAdverts,
+  type HostAdvertsInit,
+  HostSessions,
+  type InferenceEngine,
+  InferenceHost,
+  LlamaEngine
+} from '../inference/index.ts'
+import { ModelService, modelStoreDir } from '../models/index.ts'
 import { connectBootstrapPeers, createMeshLibp2p, type KnownPeer, MeshGrowth, type MeshLibp2p, PresenceService } from '../p2p/index.ts'
-import { DEFAULTS, LIMITS, LOCAL_NETWORK, PRESENCE_TOPIC, type Role, VERSION } from '../params/index.ts'
+import {
+  DEFAULTS,
+  HOST_ADVERT_TOPIC,
+  HOST_DEFAULTS,
+  INFER_PROTOCOL,
+  LIMITS,
+  LOCAL_NETWORK,
+  PRESENCE_TOPIC,
+  type Role,
+  VERSION
+} from '../params/index.ts'
+import { Router } from '../routing/index.ts'
 import { ChainService, GenesisFileError } from './chain-service.ts'
 import type { NodeConfig } from './config.ts'
 import { type HomePaths, lockHome } from './home.ts'
+import { MeshInference } from './mesh-inference.ts'
 import { NodeMetrics } from './metrics.ts'
 
 export class PortInUseError extends LlmeshError<'PORT_IN_USE'> {}
@@ -25,6 +47,8 @@ export interface NodeStatus {
   apiUrl: string | null
   /** Height of the last committed block, or null if this node runs no chain. */
   height: number | null
+  /** CIDs of the models this node serves as a host (empty if it is not one). */
+  serving: string[]
 }
 
 export interface LlmeshNodeInit {
@@ -34,6 +58,8 @@ export interface LlmeshNodeInit {
   log: Logger
   /** Wall clock in ms; passed in so tests can drive it. */
   now?: () => number
+  /** The host role's engine, instead of the one `host.engine` names (tests, embedders). */
+  engine?: InferenceEngine
 }
 
 /**
@@ -55,6 +81,12 @@ export class LlmeshNode {
   private growth: MeshGrowth | undefined
   private presence: PresenceService | undefined
   private _chain: ChainService | undefined
+  private _models: ModelService | undefined
+  private engine: InferenceEngine | undefined
+  private host: InferenceHost | undefined
+  private adverts: HostAdverts | undefined
+  private sessions: HostSessions | undefined
+  private _mesh: MeshInference | undefined
 
   constructor(init: LlmeshNodeInit) {
     this.config = init.config
@@ -62,6 +94,7 @@ export class LlmeshNode {
     this.paths = init.paths
     this.privateKey = init.privateKey
     this.now = init.now ?? Date.now
+    this.engine = init.engine
   }
 
   get libp2p(): MeshLibp2p {
@@ -153,9 +186,120 @@ export class LlmeshNode {
       )
       await this._chain.start()
     }
+    this._models = new ModelService({ libp2p, log }, { dir: modelStoreDir(this.paths.home) })
+    await this._models.start()
+    await this.startInference(signerFromPrivateKey(this.privateKey))
     libp2p.addEventListener('peer:connect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer connected'))
     libp2p.addEventListener('peer:disconnect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer disconnected'))
     log.info({ peerId: libp2p.peerId.toString(), addresses: this.addresses(), roles: this.config.roles }, 'node started')
+  }
+
+  /** The host role's engine and protocol, the adverts every node hears, and the edge role's way to the hosts. */
+  private async startInference(signer: Signer): Promise<void> {
+    const { libp2p, log, metrics } = this
+    const roles = this.config.roles
+    const verifier = new SignatureVerifier(4_096)
+    const intervalMs = this.config.p2p.localNetwork ? LOCAL_NETWORK.advertIntervalMs : HOST_DEFAULTS.advertIntervalMs
+    let self: HostAdvertsInit['self']
+    if (roles.includes('host')) {
+      const hostConfig = this.config.host
+      const engine: InferenceEngine =
+        this.engine ??
+        (hostConfig.engine === 'echo'
+          ? new EchoEngine({ contextSize: hostConfig.contextSize })
+          : new LlamaEngine(
+              { log: log.child({ component: 'engine' }) },
+              { threads: hostConfig.threads, sequences: hostConfig.sequences, contextSize: hostConfig.contextSize }
+            ))
+      this.engine = engine
+      await engine.start()
+      await this.loadModels(engine)
+      const sealKeys = await deriveSealKeyPair(this.privateKey.raw.subarray(0, 32))
+      const host = new InferenceHost(
+        {
+          libp2p,
+          log,
+          engine,
+          signer,
+          sealKeys,
+          now: this.now,
+          onRejected: (reason) => metrics.rejectedMessages.inc({ protocol: INFER_PROTOCOL, reason }),
+          onJob: (outcome) => metrics.hostJobs.inc({ outcome })
+        },
+        {
+          limits: {
+            maxJobsPerPeer: hostConfig.maxJobsPerPeer,
+            requestsPerSecondPerPeer: hostConfig.requestsPerSecondPerPeer,
+            requestBurstPerPeer: 2 * hostConfig.requestsPerSecondPerPeer
+          }
+        }
+      )
+      this.host = host
+      await host.start()
+      const store = this.models.store
+      self = () => {
+        const models = engine.models()
+        return {
+          models: models.map((m) => ({ cid: m.id, name: store.get(m.id)?.name ?? m.name ?? '' })),
+          active: host.activeJobs,
+          capacity: Math.max(1, models.length * hostConfig.sequences),
+          priceBps: hostConfig.priceBps,
+          key: sealKeys.publicKey,
+          keySig: host.sealKeySignature
+        }
+      }
+    }
+    this.adverts = new HostAdverts(
+      {
+        libp2p,
+        log,
+        now: this.now,
+        verifier,
+        onMessage: (result) => {
+          metrics.gossipReceived.inc({ topic: HOST_ADVERT_TOPIC, result })
+          if (result !== 'accepted' && result !== 'stale') metrics.rejectedMessages.inc({ protocol: HOST_ADVERT_TOPIC, reason: result })
+        },
+        onPublish: () => metrics.gossipPublished.inc({ topic: HOST_ADVERT_TOPIC })
+      },
+      { intervalMs, ttlMs: intervalMs * HOST_DEFAULTS.advertTtlIntervals, self }
+    )
+    this.adverts.start()
+    if (roles.includes('edge')) {
+      this.sessions = new HostSessions({ libp2p, log, verifier, self: signer.address })
+      this._mesh = new MeshInference({
+        adverts: this.adverts,
+        sessions: this.sessions,
+        router: new Router({ now: this.now, random: Math.random }),
+        log,
+        now: this.now
+      })
+    }
+  }
+
+  /** Loads the configured models; one that is missing or broken is logged and skipped, the others are served. */
+  private async loadModels(engine: InferenceEngine): Promise<void> {
+    const store = this.models.store
+    for (const cid of this.config.host.models) {
+      try {
+        const path = await store.path(cid)
+        const info = await engine.load({ id: cid, path })
+        this.log.info({ model: cid, name: info.name, loadMs: info.loadMs }, 'serving model')
+      } catch (err) {
+        const e = err as LlmeshError<string>
+        this.log.error({ model: cid, err: e.message, hint: e.hint }, 'cannot serve a configured model (host.models); serving the others')
+      }
+    }
+  }
+
+  /** The model store and its distribution over the mesh. */
+  get models(): ModelService {
+    if (this._models == null) throw new Error('node not started')
+    return this._models
+  }
+
+  /** The edge's way to the hosts (undefined if this node lacks the edge role). */
+  get mesh(): MeshInference | undefined {
+    return this._mesh
   }
 
   /** Connects to the bootstrap peers (throws BootstrapUnreachableError if none answers). */
@@ -169,6 +313,7 @@ export class LlmeshNode {
     if (reached != null) this.log.info({ addr: reached }, 'reached a bootstrap peer')
     void this.growth?.round()
     void this.presence?.announce().catch(() => {})
+    void this.adverts?.announce().catch(() => {})
   }
 
   /** The chain this node runs, if its config names a genesis. */
@@ -179,6 +324,11 @@ export class LlmeshNode {
   async stop(): Promise<void> {
     this.growth?.stop()
     this.presence?.stop()
+    this.adverts?.stop()
+    await this.sessions?.closeAll()
+    await this.host?.stop().catch(() => {})
+    await this.engine?.stop().catch((err) => this.log.warn({ err: (err as Error).message }, 'inference engine did not stop cleanly'))
+    await this._models?.stop().catch((err) => this.log.warn({ err: (err as Error).message }, 'model store did not close cleanly'))
     try {
       await this._chain?.stop()
     } catch (err) {
@@ -211,7 +361,8 @@ export class LlmeshNode {
       connections: connections.length,
       uptimeSeconds: Math.max(0, Math.floor((this.now() - this.startedAt) / 1000)),
       apiUrl: this.apiUrl,
-      height: this._chain?.state.height ?? null
+      height: this._chain?.state.height ?? null,
+      serving: this.engine?.models().map((m) => m.id) ?? []
     }
   }
 

@@ -15,6 +15,10 @@ export const PRESENCE_TOPIC = `${PROTOCOL_PREFIX}/presence/1`
 export const CONSENSUS_TOPIC = `${PROTOCOL_PREFIX}/consensus/1`
 export const SYNC_TOPIC = `${PROTOCOL_PREFIX}/sync/1`
 export const TX_TOPIC = `${PROTOCOL_PREFIX}/tx/1`
+/** Request/response protocol between an edge and a host: inference requests multiplexed over long-lived streams. */
+export const INFER_PROTOCOL = `${PROTOCOL_PREFIX}/infer/1.0.0`
+/** Gossip topic where hosts advertise the models they serve, their load and their encryption key. */
+export const HOST_ADVERT_TOPIC = `${PROTOCOL_PREFIX}/hosts/1`
 
 export const ROLES = ['edge', 'host', 'validator'] as const
 export type Role = (typeof ROLES)[number]
@@ -67,6 +71,7 @@ export const DEFAULTS = {
 export const LOCAL_NETWORK = {
   discoveryIntervalMs: 2_000,
   presenceIntervalMs: 5_000,
+  advertIntervalMs: 2_000,
   inboundConnectionThreshold: 1_000,
   allow: ['/ip4/127.0.0.1', '/ip6/::1']
 } as const
@@ -117,12 +122,60 @@ export const INFERENCE_DEFAULTS = {
   workerExitGraceMs: 3_000
 } as const
 
+/** Bounds a host enforces on the inference protocol (`INFER_PROTOCOL`) and on its adverts. */
+export const HOST_LIMITS = {
+  /** Largest protocol frame either way: a sealed request carries the largest prompt plus its JSON-like envelope. */
+  maxFrameBytes: INFERENCE_LIMITS.maxPromptBytes + 64 * 1024,
+  /** Inference sessions (long-lived streams) one connection may hold open at the host. */
+  maxSessionsPerConnection: 8,
+  /** Jobs one peer may have running or queued at the host at once, over all its sessions. */
+  maxJobsPerPeer: 256,
+  /** Requests per second one peer may start (token bucket refilled at this rate)... */
+  requestsPerSecondPerPeer: 2_000,
+  /** ...with bursts up to this many. */
+  requestBurstPerPeer: 4_000,
+  /** Peers whose rate and job counts are tracked; the least recently seen is forgotten beyond this. */
+  maxTrackedPeers: 10_000,
+  /** A new session must say hello within this time. */
+  helloTimeoutMs: 10_000,
+  /** Largest advert accepted (bytes of DAG-CBOR). */
+  maxAdvertBytes: 16 * 1024,
+  /** Models one advert may list. */
+  maxAdvertModels: 64,
+  /** Hosts an edge remembers adverts of; the oldest is dropped beyond this. */
+  maxKnownHosts: 10_000
+} as const
+
+export const HOST_DEFAULTS = {
+  /** How often a host advertises its models and load. */
+  advertIntervalMs: 10_000,
+  /** An advert older than this many intervals is forgotten (the host is presumed gone). */
+  advertTtlIntervals: 3,
+  /** How often a host re-provides its models' CIDs on the DHT. */
+  provideIntervalMs: 30 * 60_000
+} as const
+
+/** How an edge talks to hosts. */
+export const EDGE_DEFAULTS = {
+  /** Opening a session (dial, stream, key exchange) may take this long before the next host is tried. */
+  sessionTimeoutMs: 5_000,
+  /** A host that sends no first token within this time is given up for the next one. */
+  firstTokenTimeoutMs: 120_000,
+  /** Hosts tried for one request before the edge gives up (failover before the first token). */
+  maxAttempts: 3,
+  /** `max_tokens` when a chat request gives none (OpenAI's completions default is 16; chats get more). */
+  chatMaxTokens: 256,
+  completionMaxTokens: 16
+} as const
+
 /**
  * Shape of the built-in tiny model (random weights, a byte vocabulary). Changing any of these
  * changes every tiny model's bytes, hence its CID.
  */
 export const TINY_MODEL = {
   name: 'llmesh-tiny (random weights, for tests)',
+  /** Seed of the weights of the built-in model every devnet host serves. */
+  seed: 0,
   embeddingLength: 128,
   blockCount: 2,
   headCount: 4,

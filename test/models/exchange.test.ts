@@ -1,37 +1,36 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
 import { type FetchProgress, ModelExchange } from '../../src/models/index.ts'
-import type { LlmeshNode } from '../../src/node/index.ts'
-import { addressOf, startTestNode } from '../node-fixture.ts'
+import type { MeshLibp2p } from '../../src/p2p/index.ts'
 import { countBlockFiles, paddedModel, pseudoRandomBytes, sha256, startStore, withInsertion, writeTemp } from './fixtures.ts'
+import { loopbackAddress, startMeshLibp2p } from './libp2p-fixture.ts'
 
-async function startExchange(t: Parameters<typeof startStore>[0], node: LlmeshNode) {
+async function startExchange(t: Parameters<typeof startStore>[0], libp2p: MeshLibp2p) {
   const { store, dir } = await startStore(t)
-  const exchange = new ModelExchange({ libp2p: node.libp2p, store }, { blockTimeoutMs: 10_000 })
+  const exchange = new ModelExchange({ libp2p, store }, { blockTimeoutMs: 10_000 })
   await exchange.start()
   t.after(() => exchange.stop())
   return { store, dir, exchange }
 }
 
 test('node B fetches a model from node A over bitswap, then a v2 moving only the changed blocks', async (t) => {
-  const nodeA = await startTestNode(t)
-  const nodeB = await startTestNode(t)
+  const nodeA = await startMeshLibp2p(t)
+  const nodeB = await startMeshLibp2p(t)
   const a = await startExchange(t, nodeA)
   const b = await startExchange(t, nodeB)
   const v1Bytes = paddedModel(8 * 1024 * 1024, 21)
   const v2Bytes = withInsertion(v1Bytes, 24, pseudoRandomBytes(300, 22))
   const v1 = await a.store.add(await writeTemp(a.dir, 'v1.gguf', v1Bytes))
   const v2 = await a.store.add(await writeTemp(a.dir, 'v2.gguf', v2Bytes))
-  await nodeB.libp2p.dial(multiaddr(addressOf(nodeA)))
+  await nodeB.dial(loopbackAddress(nodeA))
 
   const progress: FetchProgress[] = []
   const started = performance.now()
-  const got = await b.exchange.fetch(v1.cid, { providers: [nodeA.libp2p.peerId], onProgress: (p) => progress.push(p) })
+  const got = await b.exchange.fetch(v1.cid, { providers: [nodeA.peerId], onProgress: (p) => progress.push(p) })
   const v1Ms = performance.now() - started
   assert.equal(got.cid, v1.cid)
   assert.equal(got.source, 'peer')
@@ -66,11 +65,11 @@ test('node B fetches a model from node A over bitswap, then a v2 moving only the
 })
 
 test('a model no peer has fails cleanly when the caller gives up, and nothing is kept', async (t) => {
-  const nodeA = await startTestNode(t)
-  const nodeB = await startTestNode(t)
+  const nodeA = await startMeshLibp2p(t)
+  const nodeB = await startMeshLibp2p(t)
   await startExchange(t, nodeA)
   const b = await startExchange(t, nodeB)
-  await nodeB.libp2p.dial(multiaddr(addressOf(nodeA)))
+  await nodeB.dial(loopbackAddress(nodeA))
   const missing = CID.createV1(raw.code, await sha256Hasher.digest(pseudoRandomBytes(64, 31)))
   await assert.rejects(b.exchange.fetch(missing, { signal: AbortSignal.timeout(1_000) }), (err: Error) => err.name === 'TimeoutError')
   assert.equal(b.store.has(missing), false)

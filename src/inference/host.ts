@@ -1,0 +1,280 @@
+import * as dagCbor from '@ipld/dag-cbor'
+import type { Connection, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import type { Logger } from 'pino'
+import { acceptSealedSession, bindSealKey, type SealedChannel, type SealKeyPair, type Signer } from '../crypto/index.ts'
+import type { MeshLibp2p } from '../p2p/index.ts'
+import { HOST_LIMITS, INFER_PROTOCOL } from '../params/index.ts'
+import { type InferenceEngine, normalizeGenerateRequest } from './engine.ts'
+import { InferenceBusyError, InferenceInputError, InferenceTimeoutError } from './errors.ts'
+import { decodeFrame, encodeFrame, encodeJobResult, type Frame, frameAad, type JobErrorCode } from './protocol.ts'
+import { sha256, signReceipt } from './receipt.ts'
+
+export type HostLimits = { -readonly [K in keyof typeof HOST_LIMITS]: number }
+
+/** Why a host cut a session off (counted by the node's metrics). */
+export type SessionRejectReason = 'malformed' | 'too_large' | 'no_hello' | 'bad_seal' | 'duplicate_job'
+
+export interface InferenceHostComponents {
+  libp2p: MeshLibp2p
+  log: Logger
+  engine: InferenceEngine
+  /** The node's identity: signs receipts and the sealing-key binding. */
+  signer: Signer
+  sealKeys: SealKeyPair
+  now: () => number
+  onRejected?: (reason: SessionRejectReason) => void
+  /** Every job's outcome: `done`, or the error code sent back. */
+  onJob?: (outcome: 'done' | JobErrorCode) => void
+}
+
+export interface InferenceHostInit {
+  limits?: Partial<HostLimits>
+}
+
+interface PeerBudget {
+  tokens: number
+  refilledAt: number
+  jobs: number
+}
+
+class SessionRejected extends Error {
+  constructor(readonly reason: SessionRejectReason) {
+    super(reason)
+  }
+}
+
+/**
+ * The host side of `/llmesh/infer/1.0.0`: accepts sessions from edges, runs their jobs on the
+ * engine, streams the sealed answer back and signs a receipt for each finished job. Limits:
+ * frame size, sessions per connection, jobs in flight and request rate per peer; the engine
+ * bounds its queue and each generation's time. A peer that sends a malformed, oversized or
+ * unsealable frame has its session cut off.
+ */
+export class InferenceHost {
+  private readonly c: InferenceHostComponents
+  private readonly limits: HostLimits
+  private readonly keySig: Uint8Array
+  private readonly sessions = new Set<Stream>()
+  private readonly budgets = new Map<string, PeerBudget>()
+  private running = 0
+
+  constructor(components: InferenceHostComponents, init: InferenceHostInit = {}) {
+    this.c = components
+    this.limits = { ...HOST_LIMITS, ...init.limits }
+    this.keySig = bindSealKey(components.signer, components.sealKeys.publicKey)
+  }
+
+  /** The signature binding the sealing key to this node's identity (adverts carry it). */
+  get sealKeySignature(): Uint8Array {
+    return this.keySig
+  }
+
+  /** Jobs running or waiting in the engine. */
+  get activeJobs(): number {
+    return this.running
+  }
+
+  async start(): Promise<void> {
+    await this.c.libp2p.handle(INFER_PROTOCOL, (stream, connection) => this.serve(stream, connection), {
+      maxInboundStreams: this.limits.maxSessionsPerConnection,
+      maxOutboundStreams: 1
+    })
+  }
+
+  async stop(): Promise<void> {
+    await this.c.libp2p.unhandle(INFER_PROTOCOL)
+    for (const stream of this.sessions) stream.abort(new Error('host stopping'))
+    this.sessions.clear()
+  }
+
+  private budget(peer: string): PeerBudget {
+    let b = this.budgets.get(peer)
+    if (b === undefined) {
+      b = { tokens: this.limits.requestBurstPerPeer, refilledAt: this.c.now(), jobs: 0 }
+      if (this.budgets.size >= this.limits.maxTrackedPeers) {
+        for (const [key, old] of this.budgets) {
+          if (old.jobs === 0) {
+            this.budgets.delete(key)
+            break
+          }
+        }
+      }
+    } else this.budgets.delete(peer)
+    this.budgets.set(peer, b) // most recently used last
+    return b
+  }
+
+  /** Takes one request from the peer's rate budget; false if it has none left. */
+  private admit(b: PeerBudget): JobErrorCode | null {
+    const now = this.c.now()
+    b.tokens = Math.min(this.limits.requestBurstPerPeer, b.tokens + ((now - b.refilledAt) * this.limits.requestsPerSecondPerPeer) / 1000)
+    b.refilledAt = now
+    if (b.tokens < 1) return 'rate_limited'
+    if (b.jobs >= this.limits.maxJobsPerPeer) return 'busy'
+    b.tokens -= 1
+    return null
+  }
+
+  private async serve(stream: Stream, connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    const lp = lpStream(stream, { maxDataLength: this.limits.maxFrameBytes })
+    const jobs = new Map<number, AbortController>()
+    this.sessions.add(stream)
+    const send = (frame: Frame): Promise<void> => lp.write(encodeFrame(frame))
+    const read = async (signal?: AbortSignal): Promise<Frame> => {
+      let bytes: Uint8Array
+      try {
+        bytes = (await lp.read({ signal })).subarray()
+      } catch (err) {
+        const name = (err as Error).name
+        if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError') throw new SessionRejected('too_large')
+        if (signal?.aborted === true) throw new SessionRejected('no_hello')
+        throw err
+      }
+      try {
+        return decodeFrame(bytes)
+      } catch {
+        throw new SessionRejected('malformed')
+      }
+    }
+    try {
+      const served = this.c.engine.models().map((m) => m.id)
+      await send({ t: 'info', key: this.c.sealKeys.publicKey, sig: this.keySig, models: served })
+      const hello = await read(AbortSignal.timeout(this.limits.helloTimeoutMs))
+      if (hello.t !== 'hello') throw new SessionRejected('malformed')
+      let channel: SealedChannel
+      try {
+        channel = await acceptSealedSession(this.c.sealKeys, hello.enc, peer, this.c.signer.address)
+      } catch {
+        throw new SessionRejected('bad_seal')
+      }
+      for (;;) {
+        const frame = await read()
+        if (frame.t === 'req') {
+          let plain: Uint8Array
+          try {
+            plain = channel.open(frame.body, frameAad('req', frame.id))
+          } catch {
+            throw new SessionRejected('bad_seal')
+          }
+          if (jobs.has(frame.id)) throw new SessionRejected('duplicate_job')
+          this.startJob(peer, frame.id, plain, channel, jobs, send)
+        } else if (frame.t === 'cancel') {
+          jobs.get(frame.id)?.abort()
+        } else throw new SessionRejected('malformed')
+      }
+    } catch (err) {
+      if (err instanceof SessionRejected) {
+        this.c.onRejected?.(err.reason)
+        this.c.log.debug({ peer, reason: err.reason }, 'inference session cut off')
+        stream.abort(new Error(`session rejected: ${err.reason}`))
+      } else if (stream.status === 'open') {
+        stream.abort(err as Error)
+      }
+    } finally {
+      this.sessions.delete(stream)
+      for (const job of jobs.values()) job.abort()
+    }
+  }
+
+  private startJob(
+    peer: string,
+    id: number,
+    plain: Uint8Array,
+    channel: SealedChannel,
+    jobs: Map<number, AbortController>,
+    send: (frame: Frame) => Promise<void>
+  ): void {
+    const fail = (code: JobErrorCode, message: string): void => {
+      this.c.onJob?.(code)
+      void send({ t: 'err', id, code, message: message.slice(0, 500) }).catch(() => {})
+    }
+    const budget = this.budget(peer)
+    const refused = this.admit(budget)
+    if (refused != null) {
+      fail(refused, refused === 'busy' ? `${budget.jobs} jobs of yours are running here` : 'too many requests; slow down')
+      return
+    }
+    let job: { job?: unknown } & Record<string, unknown>
+    let request: ReturnType<typeof normalizeGenerateRequest>
+    try {
+      job = dagCbor.decode(plain)
+      if (job == null || typeof job !== 'object' || typeof job.job !== 'string' || job.job.length === 0 || job.job.length > 128) {
+        fail('invalid_request', 'a job needs a `job` id string of at most 128 characters')
+        return
+      }
+      request = normalizeGenerateRequest(job as never)
+    } catch (err) {
+      if (err instanceof InferenceInputError) fail(err.code === 'PROMPT_TOO_LARGE' ? 'too_large' : 'invalid_request', err.message)
+      else fail('invalid_request', `the job is not DAG-CBOR: ${(err as Error).message}`)
+      return
+    }
+    const controller = new AbortController()
+    let generation: ReturnType<InferenceEngine['generate']>
+    try {
+      generation = this.c.engine.generate(
+        {
+          model: request.model,
+          ...request.input,
+          ...request.params,
+          topK: request.params.topK ?? undefined,
+          topP: request.params.topP ?? undefined
+        },
+        { signal: controller.signal }
+      )
+    } catch (err) {
+      if (err instanceof InferenceBusyError) fail('busy', err.message)
+      else if (err instanceof InferenceInputError && err.code === 'MODEL_NOT_LOADED')
+        fail('unknown_model', `model ${request.model} is not served here`)
+      else if (err instanceof InferenceInputError) fail(err.code === 'PROMPT_TOO_LONG' ? 'too_large' : 'invalid_request', err.message)
+      else fail('failed', (err as Error).message)
+      return
+    }
+    jobs.set(id, controller)
+    budget.jobs++
+    this.running++
+    const jobId = job.job as string
+    void (async () => {
+      try {
+        for await (const piece of generation) {
+          await send({ t: 'tok', id, body: channel.seal(Buffer.from(piece, 'utf8'), frameAad('tok', id)) })
+        }
+        const result = await generation.result
+        const receipt = signReceipt(this.c.signer, {
+          v: 1,
+          job: jobId,
+          model: request.model,
+          host: this.c.signer.address,
+          client: peer,
+          input: sha256(plain),
+          output: sha256(result.text),
+          promptTokens: result.promptTokens,
+          completionTokens: result.completionTokens,
+          finish: result.finishReason,
+          time: this.c.now()
+        })
+        const body = encodeJobResult({
+          finish: result.finishReason,
+          stopSequence: result.stopSequence,
+          promptTokens: result.promptTokens,
+          completionTokens: result.completionTokens,
+          receipt
+        })
+        await send({ t: 'end', id, body: channel.seal(body, frameAad('end', id)) })
+        this.c.onJob?.(result.finishReason === 'aborted' ? 'cancelled' : 'done')
+      } catch (err) {
+        if (controller.signal.aborted) this.c.onJob?.('cancelled')
+        else if (err instanceof InferenceTimeoutError) fail('timeout', err.message)
+        else {
+          this.c.log.warn({ peer, err: (err as Error).message }, 'inference job failed')
+          fail('failed', (err as Error).message)
+        }
+      } finally {
+        jobs.delete(id)
+        budget.jobs--
+        this.running--
+      }
+    })()
+  }
+}

@@ -1,0 +1,268 @@
+import type { Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import type { Logger } from 'pino'
+import { equals } from 'uint8arrays/equals'
+import { type Address, openSealedSession, type SealedChannel, type SignatureVerifier, verifySealKey } from '../crypto/index.ts'
+import { LlmeshError } from '../errors/index.ts'
+import type { MeshLibp2p } from '../p2p/index.ts'
+import { EDGE_DEFAULTS, HOST_LIMITS, INFER_PROTOCOL } from '../params/index.ts'
+import {
+  decodeFrame,
+  decodeJobResult,
+  encodeFrame,
+  encodeJob,
+  type Frame,
+  frameAad,
+  type Job,
+  type JobErrorCode,
+  type JobResult
+} from './protocol.ts'
+import { type Receipt, sha256, verifyReceipt } from './receipt.ts'
+
+export type HostErrorCode = JobErrorCode | 'unreachable' | 'session_closed' | 'bad_host'
+
+/** A host refused or failed a job (`code`), or could not be reached or trusted. */
+export class HostError extends LlmeshError<HostErrorCode> {
+  readonly host: string
+  constructor(code: HostErrorCode, host: string, message: string, cause?: unknown) {
+    super(code, message, { cause })
+    this.host = host
+  }
+
+  /** True if another host may well succeed with the same request. */
+  get retryable(): boolean {
+    return !['invalid_request', 'too_large', 'cancelled'].includes(this.code)
+  }
+}
+
+export interface JobOutcome {
+  text: string
+  result: JobResult
+  receipt: Receipt
+  /** The receipt's canonical bytes, as the host signed them. */
+  receiptBytes: Uint8Array
+}
+
+interface PendingJob {
+  jobId: string
+  input: Uint8Array
+  pieces: string[]
+  onToken: (text: string) => void
+  resolve: (outcome: JobOutcome) => void
+  reject: (err: Error) => void
+}
+
+export interface HostSessionComponents {
+  libp2p: MeshLibp2p
+  log: Logger
+  verifier: SignatureVerifier
+  /** This node's address (the `client` of every receipt). */
+  self: Address
+}
+
+const textDecoder = new TextDecoder('utf-8', { fatal: false })
+
+/**
+ * The edge's end of one session with a host: a long-lived stream over which jobs are multiplexed.
+ * Every sealed frame from the host is opened in arrival order (the channel's counters require
+ * it), whether or not its job is still wanted.
+ */
+export class HostSession {
+  readonly host: Address
+  /** Model CIDs the host said it serves when the session opened. */
+  readonly models: ReadonlySet<string>
+  private readonly c: HostSessionComponents
+  private readonly stream: Stream
+  private readonly lp: ReturnType<typeof lpStream<Stream>>
+  private readonly channel: SealedChannel
+  private readonly jobs = new Map<number, PendingJob>()
+  private nextId = 0
+  private closedWith: Error | undefined
+  private readonly onClose: () => void
+
+  private constructor(
+    c: HostSessionComponents,
+    host: Address,
+    stream: Stream,
+    lp: ReturnType<typeof lpStream<Stream>>,
+    channel: SealedChannel,
+    models: string[],
+    onClose: () => void
+  ) {
+    this.c = c
+    this.host = host
+    this.stream = stream
+    this.lp = lp
+    this.channel = channel
+    this.models = new Set(models)
+    this.onClose = onClose
+    void this.readLoop()
+  }
+
+  /** Dials the host, checks its sealing key binding and opens the sealed session. */
+  static async open(c: HostSessionComponents, host: Address, signal: AbortSignal, onClose: () => void): Promise<HostSession> {
+    let stream: Stream
+    try {
+      stream = await c.libp2p.dialProtocol(peerIdFromString(host), INFER_PROTOCOL, { signal })
+    } catch (err) {
+      throw new HostError('unreachable', host, `cannot open an inference session with ${host}: ${(err as Error).message}`, err)
+    }
+    const lp = lpStream(stream, { maxDataLength: HOST_LIMITS.maxFrameBytes })
+    try {
+      const info = decodeFrame((await lp.read({ signal })).subarray())
+      if (info.t !== 'info') throw new HostError('bad_host', host, `host ${host} did not start with its key`)
+      if (!verifySealKey(c.verifier, host, info.key, info.sig)) {
+        throw new HostError('bad_host', host, `host ${host} sent a sealing key it did not sign`)
+      }
+      const { enc, channel } = await openSealedSession(info.key, c.self, host)
+      await lp.write(encodeFrame({ t: 'hello', enc }), { signal })
+      return new HostSession(c, host, stream, lp, channel, info.models, onClose)
+    } catch (err) {
+      stream.abort(err as Error)
+      if (err instanceof HostError) throw err
+      throw new HostError('unreachable', host, `inference session with ${host} failed to open: ${(err as Error).message}`, err)
+    }
+  }
+
+  get closed(): boolean {
+    return this.closedWith != null
+  }
+
+  /** Jobs in flight on this session. */
+  get inFlight(): number {
+    return this.jobs.size
+  }
+
+  /**
+   * Runs a job: `onToken` gets each piece of text as it arrives; resolves with the whole text, the
+   * result and the checked receipt. Aborting `signal` cancels the job on the host.
+   */
+  run(job: Job, onToken: (text: string) => void, signal?: AbortSignal): Promise<JobOutcome> {
+    if (this.closedWith != null) return Promise.reject(this.closedWith)
+    if (signal?.aborted === true) return Promise.reject(new HostError('cancelled', this.host, 'cancelled before it started'))
+    const id = this.nextId
+    this.nextId = (this.nextId + 1) % 2 ** 32
+    const input = encodeJob(job)
+    let resolve: PendingJob['resolve'] = () => {}
+    let reject: PendingJob['reject'] = () => {}
+    const promise = new Promise<JobOutcome>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    this.jobs.set(id, { jobId: job.job, input, pieces: [], onToken, resolve, reject })
+    const onAbort = (): void => {
+      if (!this.jobs.has(id)) return
+      this.jobs.delete(id)
+      reject(new HostError('cancelled', this.host, 'the job was cancelled'))
+      if (this.closedWith == null) void this.lp.write(encodeFrame({ t: 'cancel', id })).catch(() => {})
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    void promise.then(
+      () => signal?.removeEventListener('abort', onAbort),
+      () => signal?.removeEventListener('abort', onAbort)
+    )
+    this.lp.write(encodeFrame({ t: 'req', id, body: this.channel.seal(input, frameAad('req', id)) })).catch((err) => this.close(err))
+    return promise
+  }
+
+  close(err: Error = new HostError('session_closed', this.host, 'session closed')): void {
+    if (this.closedWith != null) return
+    this.closedWith =
+      err instanceof HostError ? err : new HostError('session_closed', this.host, `session with ${this.host} closed: ${err.message}`, err)
+    for (const job of this.jobs.values()) job.reject(this.closedWith)
+    this.jobs.clear()
+    if (this.stream.status === 'open') this.stream.abort(this.closedWith)
+    this.onClose()
+  }
+
+  private async readLoop(): Promise<void> {
+    try {
+      for (;;) {
+        const frame = decodeFrame((await this.lp.read()).subarray())
+        this.dispatch(frame)
+      }
+    } catch (err) {
+      this.close(err as Error)
+    }
+  }
+
+  private dispatch(frame: Frame): void {
+    if (frame.t === 'tok') {
+      const text = textDecoder.decode(this.channel.open(frame.body, frameAad('tok', frame.id)))
+      const job = this.jobs.get(frame.id)
+      if (job === undefined) return
+      job.pieces.push(text)
+      job.onToken(text)
+    } else if (frame.t === 'end') {
+      const result = decodeJobResult(this.channel.open(frame.body, frameAad('end', frame.id)))
+      const job = this.jobs.get(frame.id)
+      if (job === undefined) return
+      this.jobs.delete(frame.id)
+      const text = job.pieces.join('')
+      try {
+        job.resolve({ text, result, receipt: this.checkReceipt(job, result, text), receiptBytes: result.receipt })
+      } catch (err) {
+        job.reject(err as Error)
+      }
+    } else if (frame.t === 'err') {
+      const job = this.jobs.get(frame.id)
+      if (job === undefined) return
+      this.jobs.delete(frame.id)
+      job.reject(new HostError(frame.code, this.host, frame.message))
+    } else {
+      throw new HostError('bad_host', this.host, `host sent an unexpected ${frame.t} frame`)
+    }
+  }
+
+  /** The receipt must be the host's, for this job, over exactly what was sent and received. */
+  private checkReceipt(job: PendingJob, result: JobResult, text: string): Receipt {
+    const receipt = verifyReceipt(result.receipt, this.c.verifier)
+    const bad = (what: string): HostError => new HostError('bad_host', this.host, `host ${this.host} sent a receipt with ${what}`)
+    if (receipt.host !== this.host) throw bad('another host')
+    if (receipt.client !== this.c.self || receipt.job !== job.jobId) throw bad('another job')
+    if (!equals(receipt.input, sha256(job.input))) throw bad('a different input')
+    if (!equals(receipt.output, sha256(text))) throw bad('a different output')
+    if (receipt.promptTokens !== result.promptTokens || receipt.completionTokens !== result.completionTokens)
+      throw bad('other token counts')
+    return receipt
+  }
+}
+
+/**
+ * The edge's sessions with hosts: at most one open session per host, opened on first use and
+ * reused by every later job; a session that breaks is dropped and the next job opens a new one.
+ */
+export class HostSessions {
+  private readonly c: HostSessionComponents
+  private readonly open = new Map<Address, Promise<HostSession>>()
+
+  constructor(components: HostSessionComponents) {
+    this.c = components
+  }
+
+  get(host: Address, timeoutMs: number = EDGE_DEFAULTS.sessionTimeoutMs): Promise<HostSession> {
+    let session = this.open.get(host)
+    if (session === undefined) {
+      session = HostSession.open(this.c, host, AbortSignal.timeout(timeoutMs), () => {
+        if (this.open.get(host) === session) this.open.delete(host)
+      })
+      session.catch(() => {
+        if (this.open.get(host) === session) this.open.delete(host)
+      })
+      this.open.set(host, session)
+    }
+    return session
+  }
+
+  /** Hosts with an open session (or one opening). */
+  hosts(): Address[] {
+    return [...this.open.keys()]
+  }
+
+  async closeAll(): Promise<void> {
+    const sessions = [...this.open.values()]
+    this.open.clear()
+    for (const s of await Promise.allSettled(sessions)) if (s.status === 'fulfilled') s.value.close()
+  }
+}

@@ -1,0 +1,185 @@
+import { randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
+import { LlmeshError } from '../errors/index.ts'
+import {
+  type HostAdverts,
+  HostError,
+  type HostSessions,
+  type JobOutcome,
+  jobFromRequest,
+  type NormalizedRequest
+} from '../inference/index.ts'
+import { EDGE_DEFAULTS } from '../params/index.ts'
+import type { HostCandidate, Router } from '../routing/index.ts'
+
+/** A model some live host on the mesh serves. */
+export interface MeshModel {
+  cid: string
+  /** The name its hosts give it (the most common one, if they differ). */
+  name: string
+  /** Peer ids of the hosts advertising it. */
+  hosts: string[]
+}
+
+export type EdgeErrorCode = 'UNKNOWN_MODEL' | 'NO_HOST' | 'ALL_HOSTS_BUSY' | 'ALL_HOSTS_FAILED'
+
+/** The edge could not find or reach a host for a request. */
+export class EdgeError extends LlmeshError<EdgeErrorCode> {}
+
+export interface MeshGeneration extends JobOutcome {
+  /** Peer id of the host that served the request. */
+  host: string
+  /** CID of the model that ran. */
+  model: string
+  /** Hosts tried before this one succeeded (failover before the first token). */
+  failedHosts: string[]
+}
+
+export interface MeshInferenceComponents {
+  adverts: HostAdverts
+  sessions: HostSessions
+  router: Router
+  log: Logger
+  now: () => number
+  /** DHT lookup of peers providing a CID: hosts whose advert this edge missed. */
+  findProviders?: (cid: string) => Promise<string[]>
+}
+
+export interface GenerateCallbacks {
+  signal?: AbortSignal
+  /** Called once with the host that produced the first token (before `onToken`), or that finished with none. */
+  onHost?: (host: string) => void
+  onToken?: (text: string) => void
+}
+
+/**
+ * The edge's way into the mesh: resolves a model name or CID to the hosts that serve it, picks
+ * one with the router, runs the job over a sealed session, and fails over to the next host if
+ * one fails before its first token.
+ */
+export class MeshInference {
+  private readonly c: MeshInferenceComponents
+  private readonly maxAttempts: number
+
+  constructor(components: MeshInferenceComponents, init: { maxAttempts?: number } = {}) {
+    this.c = components
+    this.maxAttempts = init.maxAttempts ?? EDGE_DEFAULTS.maxAttempts
+  }
+
+  /** Models served by live hosts, by CID. */
+  models(): MeshModel[] {
+    const byCid = new Map<string, { names: Map<string, number>; hosts: string[] }>()
+    for (const h of this.c.adverts.hosts()) {
+      for (const m of h.advert.models) {
+        let entry = byCid.get(m.cid)
+        if (entry === undefined) {
+          entry = { names: new Map(), hosts: [] }
+          byCid.set(m.cid, entry)
+        }
+        entry.hosts.push(h.peerId)
+        if (m.name !== '') entry.names.set(m.name, (entry.names.get(m.name) ?? 0) + 1)
+      }
+    }
+    return [...byCid]
+      .map(([cid, e]) => ({
+        cid,
+        name: [...e.names].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]?.[0] ?? cid,
+        hosts: e.hosts
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name) || a.cid.localeCompare(b.cid))
+  }
+
+  /** The model a request names, by CID or by name (a name two models share is ambiguous: use the CID). */
+  resolve(model: string): MeshModel {
+    const models = this.models()
+    const byCid = models.find((m) => m.cid === model)
+    if (byCid != null) return byCid
+    const named = models.filter((m) => m.name === model)
+    if (named.length === 1 && named[0] != null) return named[0]
+    if (named.length > 1) {
+      throw new EdgeError('UNKNOWN_MODEL', `${named.length} models are called ${model}: ${named.map((m) => m.cid).join(', ')}`, {
+        hint: 'ask for one of them by its CID'
+      })
+    }
+    if (looksLikeCid(model)) return { cid: model, name: model, hosts: [] }
+    throw new EdgeError('UNKNOWN_MODEL', `no host on the mesh serves a model called ${model}`, {
+      hint: 'GET /v1/models lists the models hosts serve; a model can also be named by its CID'
+    })
+  }
+
+  /** Runs a request on the mesh. Throws {@link EdgeError} when no host can serve it, {@link HostError} for a request the host refused as invalid. */
+  async generate(request: NormalizedRequest, callbacks: GenerateCallbacks = {}): Promise<MeshGeneration> {
+    const model = this.resolve(request.model)
+    const job = jobFromRequest(randomBytes(16).toString('hex'), { ...request, model: model.cid })
+    let hosts = this.candidates(model.cid)
+    if (hosts.length === 0 && this.c.findProviders != null) {
+      hosts = (await this.c.findProviders(model.cid).catch(() => [])).map((peerId) => ({ peerId, load: 0, queueDepth: 0 }))
+    }
+    if (hosts.length === 0) {
+      throw new EdgeError('NO_HOST', `no host serves model ${model.cid} right now`, {
+        hint: 'start a node with the host role serving it, or wait for a host to advertise it'
+      })
+    }
+    const router = this.c.router
+    const failed: string[] = []
+    const errors: HostError[] = []
+    for (const host of router.rank(hosts).slice(0, this.maxAttempts)) {
+      const startedAt = this.c.now()
+      let first = true
+      const onFirst = (): void => {
+        if (!first) return
+        first = false
+        router.observeLatency(host, this.c.now() - startedAt)
+        callbacks.onHost?.(host)
+      }
+      router.started(host)
+      try {
+        const session = await this.c.sessions.get(host)
+        if (!session.models.has(model.cid)) throw new HostError('unknown_model', host, `host ${host} does not serve ${model.cid}`)
+        const outcome = await session.run(
+          job,
+          (text) => {
+            onFirst()
+            callbacks.onToken?.(text)
+          },
+          callbacks.signal
+        )
+        onFirst()
+        router.succeeded(host)
+        return { ...outcome, host, model: model.cid, failedHosts: failed }
+      } catch (err) {
+        const hostError = err instanceof HostError ? err : new HostError('failed', host, (err as Error).message, err)
+        // once text went out, or when the request itself is at fault, another host cannot help
+        if (!first || !hostError.retryable || callbacks.signal?.aborted === true) throw hostError
+        router.failed(host, hostError.code)
+        this.c.log.debug({ host, code: hostError.code, err: hostError.message }, 'host failed before its first token; trying the next')
+        failed.push(host)
+        errors.push(hostError)
+      } finally {
+        router.finished(host)
+      }
+    }
+    const busy = errors.every((e) => e.code === 'busy' || e.code === 'rate_limited')
+    throw new EdgeError(
+      busy ? 'ALL_HOSTS_BUSY' : 'ALL_HOSTS_FAILED',
+      `${errors.length} host(s) of model ${model.cid} could not serve the request: ${errors.map((e) => `${e.host.slice(-8)}: ${e.message}`).join('; ')}`.slice(
+        0,
+        1000
+      ),
+      { hint: busy ? 'retry in a moment' : 'retry; hosts that keep failing are avoided for a while' }
+    )
+  }
+
+  private candidates(cid: string): HostCandidate[] {
+    return this.c.adverts.hostsFor(cid).map((h) => ({
+      peerId: h.peerId,
+      load: h.advert.active / h.advert.capacity,
+      queueDepth: Math.max(0, h.advert.active - h.advert.capacity),
+      priceMultiplier: h.advert.priceBps / 10_000
+    }))
+  }
+}
+
+function looksLikeCid(s: string): boolean {
+  return /^(bafy|bafk|Qm)[a-zA-Z0-9]{40,}$/.test(s)
+}

@@ -1,0 +1,194 @@
+import assert from 'node:assert/strict'
+import { describe, it, type TestContext } from 'node:test'
+import * as dagCbor from '@ipld/dag-cbor'
+import type { Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import { createApiServer, listenApi } from '../../src/gateway/index.ts'
+import { EchoEngine, encodeFrame, normalizeGenerateRequest, verifyReceipt } from '../../src/inference/index.ts'
+import type { LlmeshNode } from '../../src/node/index.ts'
+import { HOST_LIMITS, INFER_PROTOCOL } from '../../src/params/index.ts'
+import { waitFor } from '../helpers.ts'
+import { addressOf, peerIdOf } from '../node-fixture.ts'
+import { startMeshNode } from './mesh-fixture.ts'
+
+async function counter(node: LlmeshNode, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = await node.metrics.registry.getSingleMetric(name)?.get()
+  return metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0
+}
+
+/** An edge that has heard the adverts of `hosts` (all serving `cid`). */
+async function edgeFor(t: TestContext, hosts: LlmeshNode[], cid: string): Promise<LlmeshNode> {
+  const { node: edge } = await startMeshNode(t, { roles: ['edge'], p2p: { bootstrap: hosts.map(addressOf) } })
+  await edge.joinMesh()
+  for (const h of hosts) await h.libp2p.dial(edge.libp2p.peerId)
+  const mesh = edge.mesh
+  assert.ok(mesh)
+  await waitFor(
+    `the adverts of ${hosts.length} host(s)`,
+    async () => ((mesh.models().find((m) => m.cid === cid)?.hosts.length ?? 0) >= hosts.length ? true : undefined),
+    20_000
+  )
+  return edge
+}
+
+const request = (model: string, prompt: string, maxTokens = 64) => normalizeGenerateRequest({ model, prompt, maxTokens })
+
+describe('inference over the mesh (in process, echo engine)', () => {
+  it('an edge runs a job on a host it heard advertise, with a receipt that verifies', async (t) => {
+    const { node: host, cid } = await startMeshNode(t, { roles: ['host'] })
+    const edge = await edgeFor(t, [host], cid)
+    const pieces: string[] = []
+    const g = await edge.mesh?.generate(request(cid, 'hello mesh', 8), { onToken: (p) => pieces.push(p) })
+    assert.ok(g)
+    assert.equal(g.host, peerIdOf(host))
+    assert.equal(g.text, 'hello me')
+    assert.equal(pieces.join(''), g.text)
+    const receipt = verifyReceipt(g.receiptBytes)
+    assert.equal(receipt.host, peerIdOf(host))
+    assert.equal(receipt.client, peerIdOf(edge))
+    assert.equal(receipt.model, cid)
+    assert.equal(receipt.completionTokens, 8)
+    // a receipt with one bit changed does not verify
+    const forged = g.receiptBytes.slice()
+    forged[forged.length - 1] = (forged[forged.length - 1] ?? 0) ^ 1
+    assert.throws(() => verifyReceipt(forged), /not signed|not a receipt/)
+    // many jobs share one long-lived session
+    const many = await Promise.all(Array.from({ length: 50 }, (_, i) => edge.mesh?.generate(request(cid, `job ${i}`))))
+    assert.deepEqual(
+      many.map((m) => m?.text),
+      many.map((_, i) => `job ${i}`)
+    )
+    const streams = edge.libp2p.getConnections(host.libp2p.peerId).flatMap((c) => c.streams.filter((s) => s.protocol === INFER_PROTOCOL))
+    assert.equal(streams.length, 1, 'one session stream for every job')
+  })
+
+  it('the bytes crossing the mesh carry neither the prompt nor the answer', async (t) => {
+    const { node: host, cid } = await startMeshNode(t, { roles: ['host'] })
+    const edge = await edgeFor(t, [host], cid)
+    // tap the edge's inference streams: every byte it sends and receives above noise
+    const seen: Buffer[] = []
+    const dial = edge.libp2p.dialProtocol.bind(edge.libp2p)
+    edge.libp2p.dialProtocol = (async (...args: Parameters<typeof dial>) => {
+      const stream = (await dial(...args)) as Stream
+      const send = stream.send.bind(stream)
+      stream.send = (data) => {
+        seen.push(Buffer.from(data.subarray()))
+        return send(data)
+      }
+      // wrap the reader's listener (a listener of our own would take the data buffered before it)
+      const listen = stream.addEventListener.bind(stream) as (type: string, listener: unknown, options?: unknown) => void
+      ;(stream as unknown as { addEventListener: typeof listen }).addEventListener = (type, listener, options) => {
+        if (type !== 'message' || typeof listener !== 'function') return listen(type, listener, options)
+        return listen(
+          type,
+          (evt: { data: { subarray(): Uint8Array } }) => {
+            seen.push(Buffer.from(evt.data.subarray()))
+            listener(evt)
+          },
+          options
+        )
+      }
+      return stream
+    }) as typeof dial
+    const secret = 'the launch code is 7-TANGO-ZULU'
+    const g = await edge.mesh?.generate(request(cid, secret, 200))
+    assert.equal(g?.text, secret, 'the echo engine answers with the prompt')
+    const wire = Buffer.concat(seen)
+    assert.ok(wire.length > 2 * secret.length, `the tap saw the exchange (${wire.length} bytes)`)
+    // the tap sees plaintext where there is some: the host's model list in its first frame
+    assert.ok(wire.includes(Buffer.from(cid)), 'the tap sees the unsealed frame metadata')
+    for (const piece of [secret, 'TANGO', 'launch code'])
+      assert.equal(wire.includes(Buffer.from(piece)), false, `"${piece}" crossed in clear`)
+  })
+
+  it('fails over to another host when the preferred one is gone before its first token', async (t) => {
+    const { node: a, cid } = await startMeshNode(t, { roles: ['host'] })
+    const edge = await edgeFor(t, [a], cid)
+    // a few jobs on A: the router measures it, so A is preferred over an unmeasured host
+    for (let i = 0; i < 3; i++) assert.equal((await edge.mesh?.generate(request(cid, 'warm up')))?.host, peerIdOf(a))
+    const { node: b } = await startMeshNode(t, { roles: ['host'], p2p: { bootstrap: [addressOf(edge)] } })
+    await b.joinMesh()
+    await waitFor('B advertised', async () => ((edge.mesh?.models()[0]?.hosts.length ?? 0) >= 2 ? true : undefined), 20_000)
+    await a.stop() // A's advert is still live at the edge
+    const g = await edge.mesh?.generate(request(cid, 'after the fall'))
+    assert.equal(g?.host, peerIdOf(b))
+    assert.deepEqual(g?.failedHosts, [peerIdOf(a)])
+    assert.equal(g?.text, 'after the fall')
+  })
+
+  it('a host that refuses (busy) is skipped; when every host refuses the edge says so', async (t) => {
+    const { node: host, cid } = await startMeshNode(t, { roles: ['host'], host: { maxJobsPerPeer: 0 } })
+    const edge = await edgeFor(t, [host], cid)
+    await assert.rejects(edge.mesh?.generate(request(cid, 'x')) ?? Promise.resolve(), { code: 'ALL_HOSTS_BUSY' })
+    assert.equal(await counter(host, 'llmesh_host_jobs_total', { outcome: 'busy' }), 1)
+  })
+
+  it('a peer sending malformed or oversized frames is cut off and counted', async (t) => {
+    const { node: host, cid } = await startMeshNode(t, { roles: ['host'] })
+    const edge = await edgeFor(t, [host], cid)
+    const hostId = peerIdFromString(peerIdOf(host))
+    const rawSession = async (): Promise<ReturnType<typeof lpStream<Stream>>> => {
+      const lp = lpStream(await edge.libp2p.dialProtocol(hostId, INFER_PROTOCOL), { maxDataLength: 2 * HOST_LIMITS.maxFrameBytes })
+      const info = dagCbor.decode<{ t: string; models: string[] }>((await lp.read()).subarray())
+      assert.equal(info.t, 'info')
+      assert.deepEqual(info.models, [cid])
+      return lp
+    }
+    const cutOff = async (lp: ReturnType<typeof lpStream<Stream>>): Promise<void> => {
+      await assert.rejects(lp.read({ signal: AbortSignal.timeout(10_000) }))
+    }
+    let lp = await rawSession()
+    await lp.write(new TextEncoder().encode('not cbor at all'))
+    await cutOff(lp)
+    lp = await rawSession()
+    await lp.write(encodeFrame({ t: 'tok', id: 1, body: new Uint8Array(4) }))
+    await cutOff(lp)
+    lp = await rawSession()
+    await lp.write(new Uint8Array(HOST_LIMITS.maxFrameBytes + 1))
+    await cutOff(lp)
+    lp = await rawSession()
+    await lp.write(encodeFrame({ t: 'hello', enc: new Uint8Array(32) }))
+    await lp.write(encodeFrame({ t: 'req', id: 1, body: new Uint8Array(64) })) // not sealed to the host
+    await cutOff(lp)
+    await waitFor(
+      'the rejections counted',
+      async () =>
+        (await counter(host, 'llmesh_p2p_rejected_messages_total', { protocol: INFER_PROTOCOL, reason: 'bad_seal' })) >= 1
+          ? true
+          : undefined,
+      5_000
+    )
+    assert.equal(await counter(host, 'llmesh_p2p_rejected_messages_total', { protocol: INFER_PROTOCOL, reason: 'malformed' }), 2)
+    assert.equal(await counter(host, 'llmesh_p2p_rejected_messages_total', { protocol: INFER_PROTOCOL, reason: 'too_large' }), 1)
+    // and the host goes on serving honest edges
+    assert.equal((await edge.mesh?.generate(request(cid, 'still here')))?.text, 'still here')
+  })
+
+  it('a client that disconnects mid-stream cancels the job on the host', async (t) => {
+    // a slow echo engine: 50 ms per token
+    const { node: host, cid } = await startMeshNode(t, { roles: ['host'] }, new EchoEngine({ tokenIntervalMs: 50 }))
+    const edge = await edgeFor(t, [host], cid)
+    const app = createApiServer(edge)
+    t.after(() => app.close())
+    const url = await listenApi(app, '127.0.0.1', 0, 'test')
+    const controller = new AbortController()
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: cid, prompt: 'x'.repeat(1000), max_tokens: 1000, stream: true }),
+      signal: controller.signal
+    })
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('x-llmesh-host'), peerIdOf(host))
+    const reader = res.body?.getReader()
+    await reader?.read()
+    controller.abort()
+    await waitFor(
+      'the job cancelled on the host',
+      async () => ((await counter(host, 'llmesh_host_jobs_total', { outcome: 'cancelled' })) >= 1 ? true : undefined),
+      10_000
+    )
+    assert.equal(await counter(host, 'llmesh_host_jobs_total', { outcome: 'done' }), 0)
+  })
+})
