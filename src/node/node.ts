@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import type { Logger } from 'pino'
 import { deriveSealKeyPair, SignatureVerifier, type Signer, signerFromPrivateKey } from '../crypto/index.ts'
 import { isSystemError, LlmeshError } from '../errors/index.ts'
@@ -18,6 +18,7 @@ import { ModelService, modelStoreDir } from '../models/index.ts'
 import { connectBootstrapPeers, createMeshLibp2p, type KnownPeer, MeshGrowth, type MeshLibp2p, PresenceService } from '../p2p/index.ts'
 import {
   DEFAULTS,
+  EDGE_DEFAULTS,
   HOST_ADVERT_TOPIC,
   HOST_DEFAULTS,
   INFER_PROTOCOL,
@@ -271,7 +272,13 @@ export class LlmeshNode {
         sessions: this.sessions,
         router: new Router({ now: this.now, random: Math.random }),
         log,
-        now: this.now
+        now: this.now,
+        // hosts whose advert this edge missed: the DHT's providers of the model (non-hosts among them fail over)
+        findProviders: async (cid) => {
+          const self = this.libp2p.peerId.toString()
+          const providers = await this.findProviders(CID.parse(cid), EDGE_DEFAULTS.maxAttempts + 1, EDGE_DEFAULTS.providerLookupMs)
+          return providers.map((p) => p.peerId).filter((p) => p !== self)
+        }
       })
     }
   }
@@ -383,9 +390,13 @@ export class LlmeshNode {
   }
 
   /** Peers the DHT lists as providers of `cid`, at most `limit`. */
-  async findProviders(cid: CID, limit: number = LIMITS.maxProvidersPerLookup): Promise<Array<{ peerId: string; multiaddrs: string[] }>> {
+  async findProviders(
+    cid: CID,
+    limit: number = LIMITS.maxProvidersPerLookup,
+    timeoutMs: number = LIMITS.dhtQueryTimeoutMs
+  ): Promise<Array<{ peerId: string; multiaddrs: string[] }>> {
     const found = new Map<string, string[]>()
-    const signal = AbortSignal.timeout(LIMITS.dhtQueryTimeoutMs)
+    const signal = AbortSignal.timeout(timeoutMs)
     try {
       for await (const p of this.libp2p.contentRouting.findProviders(cid, { signal })) {
         found.set(

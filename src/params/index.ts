@@ -163,6 +163,8 @@ export const EDGE_DEFAULTS = {
   firstTokenTimeoutMs: 120_000,
   /** Hosts tried for one request before the edge gives up (failover before the first token). */
   maxAttempts: 3,
+  /** With no advert for a model, the edge asks the DHT for its providers for at most this long. */
+  providerLookupMs: 3_000,
   /** `max_tokens` when a chat request gives none (OpenAI's completions default is 16; chats get more). */
   chatMaxTokens: 256,
   completionMaxTokens: 16

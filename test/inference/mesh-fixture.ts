@@ -14,8 +14,10 @@ import { tempDir } from '../helpers.ts'
 export async function startMeshNode(
   t: TestContext,
   config: ConfigInput & { roles: ConfigInput['roles'] },
-  engine: 'echo' | 'llama' | InferenceEngine = 'echo'
-): Promise<{ node: LlmeshNode; cid: string }> {
+  engine: 'echo' | 'llama' | InferenceEngine = 'echo',
+  /** More files to add to the store and serve after the tiny model (a broken one, say). */
+  extraModels: string[] = []
+): Promise<{ node: LlmeshNode; cid: string; extraCids: string[] }> {
   const dir = await tempDir(t)
   const home = join(dir, 'home')
   const file = join(dir, 'tiny.gguf')
@@ -32,8 +34,10 @@ export async function startMeshNode(
   const store = new ModelStore({ dir: modelStoreDir(home) })
   await store.start()
   const cid = (await store.add(file, { name: TINY_MODEL.name })).cid
+  const extraCids: string[] = []
+  for (const extra of extraModels) extraCids.push((await store.add(extra)).cid)
   await store.stop()
-  parsed.host = { ...parsed.host, engine: typeof engine === 'string' ? engine : 'echo', models: [cid], ...config.host }
+  parsed.host = { ...parsed.host, engine: typeof engine === 'string' ? engine : 'echo', models: [cid, ...extraCids], ...config.host }
   const node = new LlmeshNode({
     paths,
     config: parsed,
@@ -43,5 +47,5 @@ export async function startMeshNode(
   })
   await node.start()
   t.after(() => node.stop())
-  return { node, cid }
+  return { node, cid, extraCids }
 }

@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { createApiServer, listenApi } from '../../src/gateway/index.ts'
-import { EchoEngine, encodeFrame, normalizeGenerateRequest, verifyReceipt } from '../../src/inference/index.ts'
+import { EchoEngine, encodeFrame, normalizeGenerateRequest, tinyModelBytes, verifyReceipt } from '../../src/inference/index.ts'
 import type { LlmeshNode } from '../../src/node/index.ts'
 import { HOST_LIMITS, INFER_PROTOCOL } from '../../src/params/index.ts'
-import { waitFor } from '../helpers.ts'
+import { tempDir, waitFor } from '../helpers.ts'
 import { addressOf, peerIdOf } from '../node-fixture.ts'
 import { startMeshNode } from './mesh-fixture.ts'
 
@@ -190,5 +192,23 @@ describe('inference over the mesh (in process, echo engine)', () => {
       10_000
     )
     assert.equal(await counter(host, 'llmesh_host_jobs_total', { outcome: 'done' }), 0)
+  })
+})
+
+describe('a host on llama.cpp', () => {
+  it('serves the tiny model though a configured malformed GGUF fails to load', { timeout: 120_000 }, async (t) => {
+    const dir = await tempDir(t)
+    const truncated = join(dir, 'truncated.gguf')
+    const good = tinyModelBytes({ seed: 1 })
+    await writeFile(truncated, good.subarray(0, good.length >> 1))
+    const { node: host, cid, extraCids } = await startMeshNode(t, { roles: ['host'] }, 'llama', [truncated])
+    assert.equal(extraCids.length, 1)
+    assert.deepEqual(host.status().serving, [cid], 'the broken model is not served; the node is up')
+    const edge = await edgeFor(t, [host], cid)
+    const a = await edge.mesh?.generate(request(cid, 'The mesh', 16))
+    const b = await edge.mesh?.generate(request(cid, 'The mesh', 16))
+    assert.equal(a?.result.completionTokens, 16)
+    assert.equal(a?.text, b?.text, 'greedy decoding is reproducible')
+    await assert.rejects(edge.mesh?.generate(request(extraCids[0] ?? '', 'x')) ?? Promise.resolve(), { code: 'NO_HOST' })
   })
 })
