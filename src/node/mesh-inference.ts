@@ -151,13 +151,19 @@ export class MeshInference {
         const hostError = err instanceof HostError ? err : new HostError('failed', host, (err as Error).message, err)
         // once text went out, or when the request itself is at fault, another host cannot help
         if (!first || !hostError.retryable || callbacks.signal?.aborted === true) throw hostError
-        router.failed(host, hostError.code)
+        // a provider that stores the model without serving it is no fault of the host's
+        if (hostError.code !== 'unknown_model') router.failed(host, hostError.code)
         this.c.log.debug({ host, code: hostError.code, err: hostError.message }, 'host failed before its first token; trying the next')
         failed.push(host)
         errors.push(hostError)
       } finally {
         router.finished(host)
       }
+    }
+    if (errors.every((e) => e.code === 'unknown_model')) {
+      throw new EdgeError('NO_HOST', `no host serves model ${model.cid} right now (${errors.length} peer(s) store it without serving it)`, {
+        hint: 'start a node with the host role serving it, or wait for a host to advertise it'
+      })
     }
     const busy = errors.every((e) => e.code === 'busy' || e.code === 'rate_limited')
     throw new EdgeError(
