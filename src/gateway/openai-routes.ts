@@ -179,6 +179,12 @@ export function registerOpenAiRoutes(app: FastifyInstance, mesh: () => MeshInfer
     return { object: 'list', data: models.map((x) => modelEntry(x, counts.get(x.name) === 1)) }
   })
 
+  app.get('/mesh/hosts', async (_req, reply) => {
+    const m = edge(reply)
+    if (m == null) return reply
+    return { hosts: m.hosts() }
+  })
+
   app.get<{ Params: { model: string } }>('/v1/models/:model', async (req, reply) => {
     const m = edge(reply)
     if (m == null) return reply

@@ -10,7 +10,7 @@ import {
   type NormalizedRequest
 } from '../inference/index.ts'
 import { EDGE_DEFAULTS } from '../params/index.ts'
-import type { HostCandidate, Router } from '../routing/index.ts'
+import type { HostCandidate, HostStats, Router } from '../routing/index.ts'
 
 /** A model some live host on the mesh serves. */
 export interface MeshModel {
@@ -87,6 +87,29 @@ export class MeshInference {
         hosts: e.hosts
       }))
       .sort((a, b) => a.name.localeCompare(b.name) || a.cid.localeCompare(b.cid))
+  }
+
+  /** What this edge knows of each live host: its advert and the router's measurements. */
+  hosts(): Array<{
+    peerId: string
+    models: string[]
+    active: number
+    capacity: number
+    priceBps: number
+    advertAgeMs: number
+    routing: HostStats | null
+  }> {
+    const stats = new Map(this.c.router.snapshot().map((s) => [s.peerId, s]))
+    const now = this.c.now()
+    return this.c.adverts.hosts().map((h) => ({
+      peerId: h.peerId,
+      models: h.advert.models.map((m) => m.cid),
+      active: h.advert.active,
+      capacity: h.advert.capacity,
+      priceBps: h.advert.priceBps,
+      advertAgeMs: Math.max(0, now - h.receivedAt),
+      routing: stats.get(h.peerId) ?? null
+    }))
   }
 
   /** The model a request names, by CID or by name (a name two models share is ambiguous: use the CID). */

@@ -61,6 +61,11 @@ describe('inference over the mesh (in process, echo engine)', () => {
       many.map((m) => m?.text),
       many.map((_, i) => `job ${i}`)
     )
+    const known = edge.mesh?.hosts() ?? []
+    assert.equal(known.length, 1)
+    assert.equal(known[0]?.peerId, peerIdOf(host))
+    assert.deepEqual(known[0]?.models, [cid])
+    assert.ok((known[0]?.routing?.samples ?? 0) >= 1, 'the router measured the host')
     const streams = edge.libp2p.getConnections(host.libp2p.peerId).flatMap((c) => c.streams.filter((s) => s.protocol === INFER_PROTOCOL))
     assert.equal(streams.length, 1, 'one session stream for every job')
   })
