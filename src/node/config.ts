@@ -94,7 +94,7 @@ export const ConfigSchema = z
         /** `llama`: llama.cpp on the GGUF files; `echo`: answers with the prompt, for measuring the mesh. */
         engine: z.enum(['llama', 'echo']).default('llama'),
         /** CIDs of the stored models this host serves (`llmesh model add` / `llmesh model get` put them in the store). */
-        models: z.array(z.string().min(1).max(INFERENCE_LIMITS.maxModelIdBytes)).max(HOST_LIMITS.maxAdvertModels).default([]),
+        models: z.array(z.string().min(1).max(INFERENCE_LIMITS.maxModelIdBytes)).max(INFERENCE_LIMITS.maxLoadedModels).default([]),
         /** CPU threads per model; 1 decodes fastest on 2 cores. */
         threads: z.number().int().min(1).max(256).default(INFERENCE_DEFAULTS.threads),
         /** Generations each model runs at once; more wait in its queue. */

@@ -60,10 +60,12 @@ export interface GenerateCallbacks {
 export class MeshInference {
   private readonly c: MeshInferenceComponents
   private readonly maxAttempts: number
+  private readonly firstTokenTimeoutMs: number
 
-  constructor(components: MeshInferenceComponents, init: { maxAttempts?: number } = {}) {
+  constructor(components: MeshInferenceComponents, init: { maxAttempts?: number; firstTokenTimeoutMs?: number } = {}) {
     this.c = components
     this.maxAttempts = init.maxAttempts ?? EDGE_DEFAULTS.maxAttempts
+    this.firstTokenTimeoutMs = init.firstTokenTimeoutMs ?? EDGE_DEFAULTS.firstTokenTimeoutMs
   }
 
   /** Models served by live hosts, by CID. */
@@ -156,6 +158,16 @@ export class MeshInference {
         callbacks.onHost?.(host)
       }
       router.started(host)
+      // this attempt ends if the caller gives up, or if the host sends nothing in time
+      const attempt = new AbortController()
+      const stopAttempt = (): void => attempt.abort()
+      callbacks.signal?.addEventListener('abort', stopAttempt, { once: true })
+      let silent = false
+      const timer = setTimeout(() => {
+        if (!first) return
+        silent = true
+        attempt.abort()
+      }, this.firstTokenTimeoutMs)
       try {
         const session = await this.c.sessions.get(host)
         if (!session.models.has(model.cid)) throw new HostError('unknown_model', host, `host ${host} does not serve ${model.cid}`)
@@ -165,13 +177,17 @@ export class MeshInference {
             onFirst()
             callbacks.onToken?.(text)
           },
-          callbacks.signal
+          attempt.signal
         )
         onFirst()
         router.succeeded(host)
         return { ...outcome, host, model: model.cid, failedHosts: failed }
       } catch (err) {
-        const hostError = err instanceof HostError ? err : new HostError('failed', host, (err as Error).message, err)
+        const hostError = silent
+          ? new HostError('timeout', host, `host ${host} sent no token within ${this.firstTokenTimeoutMs} ms`)
+          : err instanceof HostError
+            ? err
+            : new HostError('failed', host, (err as Error).message, err)
         // once text went out, or when the request itself is at fault, another host cannot help
         if (!first || !hostError.retryable || callbacks.signal?.aborted === true) throw hostError
         // a provider that stores the model without serving it is no fault of the host's
@@ -180,6 +196,8 @@ export class MeshInference {
         failed.push(host)
         errors.push(hostError)
       } finally {
+        clearTimeout(timer)
+        callbacks.signal?.removeEventListener('abort', stopAttempt)
         router.finished(host)
       }
     }

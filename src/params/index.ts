@@ -150,9 +150,7 @@ export const HOST_DEFAULTS = {
   /** How often a host advertises its models and load. */
   advertIntervalMs: 10_000,
   /** An advert older than this many intervals is forgotten (the host is presumed gone). */
-  advertTtlIntervals: 3,
-  /** How often a host re-provides its models' CIDs on the DHT. */
-  provideIntervalMs: 30 * 60_000
+  advertTtlIntervals: 3
 } as const
 
 /** How an edge talks to hosts. */
