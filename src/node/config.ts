@@ -7,6 +7,7 @@ import {
   DEFAULT_API_PORT,
   DEFAULT_P2P_PORT,
   DEFAULTS,
+  EDGE_DEFAULTS,
   HOST_LIMITS,
   INFERENCE_DEFAULTS,
   INFERENCE_LIMITS,
@@ -107,6 +108,15 @@ export const ConfigSchema = z
         maxJobsPerPeer: z.number().int().min(0).max(100_000).default(HOST_LIMITS.maxJobsPerPeer),
         /** Requests per second one peer may start, with bursts up to twice that. */
         requestsPerSecondPerPeer: z.number().int().min(1).max(1_000_000).default(HOST_LIMITS.requestsPerSecondPerPeer)
+      })
+      .strict()
+      .prefault({}),
+    edge: z
+      .object({
+        /** Hosts tried for one request before giving up (failover happens before the first token only). */
+        maxAttempts: z.number().int().min(1).max(16).default(EDGE_DEFAULTS.maxAttempts),
+        /** A host that sends no first token within this time is given up for the next. */
+        firstTokenTimeoutMs: z.number().int().min(100).max(3_600_000).default(EDGE_DEFAULTS.firstTokenTimeoutMs)
       })
       .strict()
       .prefault({}),

@@ -267,19 +267,22 @@ export class LlmeshNode {
     this.adverts.start()
     if (roles.includes('edge')) {
       this.sessions = new HostSessions({ libp2p, log, verifier, self: signer.address })
-      this._mesh = new MeshInference({
-        adverts: this.adverts,
-        sessions: this.sessions,
-        router: new Router({ now: this.now, random: Math.random }),
-        log,
-        now: this.now,
-        // hosts whose advert this edge missed: the DHT's providers of the model (non-hosts among them fail over)
-        findProviders: async (cid) => {
-          const self = this.libp2p.peerId.toString()
-          const providers = await this.findProviders(CID.parse(cid), EDGE_DEFAULTS.maxAttempts + 1, EDGE_DEFAULTS.providerLookupMs)
-          return providers.map((p) => p.peerId).filter((p) => p !== self)
-        }
-      })
+      this._mesh = new MeshInference(
+        {
+          adverts: this.adverts,
+          sessions: this.sessions,
+          router: new Router({ now: this.now, random: Math.random }),
+          log,
+          now: this.now,
+          // hosts whose advert this edge missed: the DHT's providers of the model (non-hosts among them fail over)
+          findProviders: async (cid) => {
+            const self = this.libp2p.peerId.toString()
+            const providers = await this.findProviders(CID.parse(cid), EDGE_DEFAULTS.maxAttempts + 1, EDGE_DEFAULTS.providerLookupMs)
+            return providers.map((p) => p.peerId).filter((p) => p !== self)
+          }
+        },
+        this.config.edge
+      )
     }
   }
 

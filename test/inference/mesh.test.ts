@@ -217,3 +217,34 @@ describe('a host on llama.cpp', () => {
     await assert.rejects(edge.mesh?.generate(request(extraCids[0] ?? '', 'x')) ?? Promise.resolve(), { code: 'NO_HOST' })
   })
 })
+
+describe('a silent host', () => {
+  it('is given up after edge.firstTokenTimeoutMs, its job cancelled, and the next host serves', { timeout: 120_000 }, async (t) => {
+    const { node: slow, cid } = await startMeshNode(t, { roles: ['host'] }, new EchoEngine({ tokenIntervalMs: 5_000 }))
+    const { node: edge } = await startMeshNode(t, {
+      roles: ['edge'],
+      edge: { firstTokenTimeoutMs: 500 },
+      p2p: { bootstrap: [addressOf(slow)] }
+    })
+    await edge.joinMesh()
+    await waitFor('the slow host advert', async () => (edge.mesh?.models().some((m) => m.cid === cid) ? true : undefined), 20_000)
+    const started = Date.now()
+    await assert.rejects(edge.mesh?.generate(request(cid, 'anyone there?')) ?? Promise.resolve(), (err: Error & { code: string }) => {
+      assert.equal(err.code, 'ALL_HOSTS_FAILED')
+      assert.match(err.message, /sent no token within 500 ms/)
+      return true
+    })
+    assert.ok(Date.now() - started < 4_000, 'the edge did not wait for the slow host')
+    await waitFor(
+      'the job cancelled on the slow host',
+      async () => ((await counter(slow, 'llmesh_host_jobs_total', { outcome: 'cancelled' })) >= 1 ? true : undefined),
+      10_000
+    )
+    const { node: fast } = await startMeshNode(t, { roles: ['host'], p2p: { bootstrap: [addressOf(edge)] } })
+    await fast.joinMesh()
+    await waitFor('the fast host advert', async () => ((edge.mesh?.models()[0]?.hosts.length ?? 0) >= 2 ? true : undefined), 20_000)
+    const g = await edge.mesh?.generate(request(cid, 'hello'))
+    assert.equal(g?.host, peerIdOf(fast))
+    assert.equal(g?.text, 'hello')
+  })
+})
