@@ -1,25 +1,34 @@
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import pino from 'pino'
-import { type ConfigInput, initHome, LlmeshNode } from '../src/node/index.ts'
+import { type ConfigInput, type InitResult, initHome, LlmeshNode, type LlmeshNodeInit } from '../src/node/index.ts'
 import { tempDir } from './helpers.ts'
 
-/** An in-process node on a random loopback port, stopped when the test ends. */
-export async function startTestNode(t: TestContext, config: ConfigInput = {}): Promise<LlmeshNode> {
+/** A fresh node home for a test: loopback p2p on a random port, API port 0. */
+export async function initTestHome(t: TestContext, config: ConfigInput = {}): Promise<InitResult> {
   const home = join(await tempDir(t), 'home')
-  const {
-    paths,
-    config: parsed,
-    privateKey
-  } = await initHome(home, {
+  return initHome(home, {
     ...config,
     p2p: { listen: ['/ip4/127.0.0.1/tcp/0'], localNetwork: true, bootstrapTimeoutMs: 5_000, ...config.p2p },
     api: { port: 0 }
   })
-  const node = new LlmeshNode({ paths, config: parsed, privateKey, log: pino({ level: process.env.LLMESH_TEST_LOG ?? 'silent' }) })
+}
+
+/** Starts a node on a home from {@link initTestHome}; stopped when the test ends. */
+export async function startNodeOn(
+  t: TestContext,
+  home: InitResult,
+  init: Partial<Pick<LlmeshNodeInit, 'engine'>> = {}
+): Promise<LlmeshNode> {
+  const node = new LlmeshNode({ ...home, ...init, log: pino({ level: process.env.LLMESH_TEST_LOG ?? 'silent' }) })
   await node.start()
   t.after(() => node.stop())
   return node
+}
+
+/** An in-process node on a random loopback port, stopped when the test ends. */
+export async function startTestNode(t: TestContext, config: ConfigInput = {}): Promise<LlmeshNode> {
+  return startNodeOn(t, await initTestHome(t, config))
 }
 
 /** The dialable address of `node` for another node's bootstrap list. */

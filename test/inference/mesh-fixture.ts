@@ -1,11 +1,11 @@
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import pino from 'pino'
 import { type InferenceEngine, writeTinyModel } from '../../src/inference/index.ts'
 import { ModelStore, modelStoreDir } from '../../src/models/index.ts'
-import { type ConfigInput, initHome, LlmeshNode } from '../../src/node/index.ts'
+import type { ConfigInput, LlmeshNode } from '../../src/node/index.ts'
 import { TINY_MODEL } from '../../src/params/index.ts'
 import { tempDir } from '../helpers.ts'
+import { initTestHome, startNodeOn } from '../node-fixture.ts'
 
 /**
  * An in-process node whose store holds the built-in tiny model; with the host role it serves it
@@ -19,33 +19,21 @@ export async function startMeshNode(
   extraModels: string[] = []
 ): Promise<{ node: LlmeshNode; cid: string; extraCids: string[] }> {
   const dir = await tempDir(t)
-  const home = join(dir, 'home')
   const file = join(dir, 'tiny.gguf')
   await writeTinyModel(file, { seed: TINY_MODEL.seed })
-  const {
-    paths,
-    config: parsed,
-    privateKey
-  } = await initHome(home, {
-    ...config,
-    p2p: { listen: ['/ip4/127.0.0.1/tcp/0'], localNetwork: true, bootstrapTimeoutMs: 5_000, ...config.p2p },
-    api: { port: 0 }
-  })
-  const store = new ModelStore({ dir: modelStoreDir(home) })
+  const home = await initTestHome(t, config)
+  const store = new ModelStore({ dir: modelStoreDir(home.paths.home) })
   await store.start()
   const cid = (await store.add(file, { name: TINY_MODEL.name })).cid
   const extraCids: string[] = []
   for (const extra of extraModels) extraCids.push((await store.add(extra)).cid)
   await store.stop()
-  parsed.host = { ...parsed.host, engine: typeof engine === 'string' ? engine : 'echo', models: [cid, ...extraCids], ...config.host }
-  const node = new LlmeshNode({
-    paths,
-    config: parsed,
-    privateKey,
-    log: pino({ level: process.env.LLMESH_TEST_LOG ?? 'silent' }),
-    engine: typeof engine === 'string' ? undefined : engine
-  })
-  await node.start()
-  t.after(() => node.stop())
+  home.config.host = {
+    ...home.config.host,
+    engine: typeof engine === 'string' ? engine : 'echo',
+    models: [cid, ...extraCids],
+    ...config.host
+  }
+  const node = await startNodeOn(t, home, { engine: typeof engine === 'string' ? undefined : engine })
   return { node, cid, extraCids }
 }
