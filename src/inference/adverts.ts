@@ -1,10 +1,7 @@
-import type { Message } from '@libp2p/gossipsub'
-import { TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Logger } from 'pino'
 import { z } from 'zod'
-import { decodeCanonical, encodeCanonical } from '../codec/index.ts'
+import { decodeCanonical } from '../codec/index.ts'
 import { type SignatureVerifier, verifySealKey } from '../crypto/index.ts'
-import type { MeshLibp2p } from '../p2p/index.ts'
+import { PeerRecords, type PeerRecordsComponents } from '../p2p/index.ts'
 import { HOST_ADVERT_TOPIC, HOST_LIMITS, INFERENCE_LIMITS, MODEL_LIMITS } from '../params/index.ts'
 
 /**
@@ -54,13 +51,8 @@ export function decodeAdvert(bytes: Uint8Array): Advert {
   return AdvertSchema.parse(decodeCanonical(bytes, HOST_LIMITS.maxAdvertBytes))
 }
 
-export interface HostAdvertsComponents {
-  libp2p: MeshLibp2p
-  log: Logger
-  now: () => number
+export interface HostAdvertsComponents extends PeerRecordsComponents {
   verifier: SignatureVerifier
-  onMessage?: (result: 'accepted' | AdvertRejectReason) => void
-  onPublish?: () => void
 }
 
 export interface HostAdvertsInit {
@@ -72,98 +64,43 @@ export interface HostAdvertsInit {
 }
 
 export class HostAdverts {
-  private readonly c: HostAdvertsComponents
-  private readonly init: HostAdvertsInit
-  private readonly known = new Map<string, KnownHost>()
-  private seq = 0
-  private timer: NodeJS.Timeout | undefined
-  private readonly onGossip = (evt: CustomEvent<Message>): void => {
-    const msg = evt.detail
-    if (msg.topic !== HOST_ADVERT_TOPIC || msg.type !== 'signed') return
-    const key = msg.from.toString()
-    this.known.delete(key)
-    this.known.set(key, { peerId: key, advert: decodeAdvert(msg.data), receivedAt: this.c.now() })
-    if (this.known.size > HOST_LIMITS.maxKnownHosts) {
-      const oldest = this.known.keys().next().value
-      if (oldest != null) this.known.delete(oldest)
-    }
-  }
+  private readonly records: PeerRecords<Advert>
 
   constructor(components: HostAdvertsComponents, init: HostAdvertsInit) {
-    this.c = components
-    this.init = init
+    const self = init.self
+    this.records = new PeerRecords(components, {
+      topic: HOST_ADVERT_TOPIC,
+      maxBytes: HOST_LIMITS.maxAdvertBytes,
+      maxPeers: HOST_LIMITS.maxKnownHosts,
+      intervalMs: init.intervalMs,
+      ttlMs: init.ttlMs,
+      decode: decodeAdvert,
+      // the sealing key must be the publisher's own
+      check: (publisher, advert) => (verifySealKey(components.verifier, publisher, advert.key, advert.keySig) ? null : 'bad_key'),
+      build: self == null ? undefined : () => ({ v: 1, ...self() })
+    })
   }
 
   start(): void {
-    const pubsub = this.c.libp2p.services.pubsub
-    pubsub.topicValidators.set(HOST_ADVERT_TOPIC, (from, msg) => this.validate(from.toString(), msg))
-    pubsub.addEventListener('message', this.onGossip)
-    pubsub.subscribe(HOST_ADVERT_TOPIC)
-    if (this.init.self != null) {
-      this.timer = setInterval(() => void this.announce().catch(() => {}), this.init.intervalMs)
-      this.timer.unref()
-    }
+    this.records.start()
   }
 
   stop(): void {
-    clearInterval(this.timer)
-    const pubsub = this.c.libp2p.services.pubsub
-    pubsub.removeEventListener('message', this.onGossip)
-    pubsub.topicValidators.delete(HOST_ADVERT_TOPIC)
+    this.records.stop()
   }
 
   /** Publishes this host's advert now (no-op for a node that is not a host). */
   async announce(): Promise<void> {
-    if (this.init.self == null) return
-    const advert: Advert = { ...this.init.self(), v: 1, seq: ++this.seq, time: this.c.now() }
-    try {
-      await this.c.libp2p.services.pubsub.publish(HOST_ADVERT_TOPIC, encodeCanonical(advert))
-      this.c.onPublish?.()
-    } catch (err) {
-      // no subscriber yet: the next interval tries again
-      if (!/NoPeersSubscribedToTopic|PublishError/.test(String((err as Error).message))) throw err
-    }
+    await this.records.announce()
   }
 
   /** Hosts with a live advert, newest first. */
   hosts(): KnownHost[] {
-    const cutoff = this.c.now() - this.init.ttlMs
-    const live: KnownHost[] = []
-    for (const [key, h] of this.known) {
-      if (h.receivedAt < cutoff) this.known.delete(key)
-      else live.push(h)
-    }
-    return live.reverse()
+    return this.records.records().map((r) => ({ peerId: r.peerId, advert: r.record, receivedAt: r.receivedAt }))
   }
 
   /** Live hosts that advertise `cid`. */
   hostsFor(cid: string): KnownHost[] {
     return this.hosts().filter((h) => h.advert.models.some((m) => m.cid === cid))
-  }
-
-  /** The live advert of one host. */
-  host(peerId: string): KnownHost | undefined {
-    const h = this.known.get(peerId)
-    return h != null && h.receivedAt >= this.c.now() - this.init.ttlMs ? h : undefined
-  }
-
-  private validate(from: string, msg: Message): TopicValidatorResult {
-    let result: 'accepted' | AdvertRejectReason = 'accepted'
-    try {
-      if (msg.data.byteLength > HOST_LIMITS.maxAdvertBytes) result = 'too_large'
-      else {
-        const advert = decodeAdvert(msg.data)
-        const publisher = msg.type === 'signed' ? msg.from.toString() : from
-        const previous = this.known.get(publisher)
-        if (previous != null && previous.advert.seq >= advert.seq && previous.advert.time >= advert.time) result = 'stale'
-        else if (!verifySealKey(this.c.verifier, publisher, advert.key, advert.keySig)) result = 'bad_key'
-      }
-    } catch {
-      result = 'malformed'
-    }
-    this.c.onMessage?.(result)
-    if (result === 'accepted') return TopicValidatorResult.Accept
-    this.c.log.debug({ from, result }, 'host advert rejected')
-    return result === 'stale' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
   }
 }
