@@ -2,10 +2,11 @@
 // machine): transfers committed per second at saturation, submission-to-finality latency, block
 // interval. Transfers go in over HTTP from 64 accounts in parallel, each in nonce order to one node.
 import '../src/polyfill.ts'
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { encodeTx, signTx, txHash } from '../src/chain/index.ts'
 import { loadIdentityKey, signerFromPrivateKey, signerFromSeed } from '../src/crypto/index.ts'
@@ -34,6 +35,17 @@ async function freeBase(): Promise<number> {
   throw new Error('no free ports')
 }
 
+// CPU seconds a process has used (Linux /proc): what the load costs, whatever else runs on the machine
+const TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(fields[11]) + Number(fields[12])) / TICKS
+  } catch {
+    return Number.NaN
+  }
+}
+
 async function json<T>(url: string, init?: RequestInit): Promise<T> {
   const res = await fetch(url, { ...init, signal: AbortSignal.timeout(30_000) })
   const body = await res.json()
@@ -49,7 +61,7 @@ const devnet: ChildProcess = spawn(
   { stdio: 'ignore' }
 )
 try {
-  let nodes: Array<{ home: string; apiUrl: string; peerId: string }> = []
+  let nodes: Array<{ home: string; apiUrl: string; peerId: string; pid: number }> = []
   for (let i = 0; i < 240 && nodes.length === 0; i++) {
     await sleep(500)
     nodes = await readFile(join(dir, 'dn', 'devnet.json'), 'utf8').then(
@@ -91,6 +103,11 @@ try {
     await sleep(500)
   }
   await sleep(2_500) // the funding block is on every node
+  // what the nodes burn with no load (gossip heartbeats, DHT, presence, empty blocks), to subtract
+  const nodesCpu = (): number => nodes.reduce((sum, n) => sum + cpuSeconds(n.pid), 0)
+  const idleFrom = { cpu: nodesCpu(), at: Date.now() }
+  await sleep(5_000)
+  const idleCpuPerS = (nodesCpu() - idleFrom.cpu) / ((Date.now() - idleFrom.at) / 1000)
   const perSender = TOTAL / SENDERS
   const batches = clients.map((s, i) =>
     Array.from({ length: perSender }, (_, nonce) =>
@@ -108,6 +125,8 @@ try {
   let maxTxsPerBlock = 0
   let watching = true
   const start = Date.now()
+  const nodesCpuAtStart = nodesCpu()
+  const benchCpuAtStart = process.cpuUsage()
   const watch = (async () => {
     let seen = (await json<{ height: number }>(`${nodes[0]?.apiUrl}/mesh/chain/status`)).height
     while (watching) {
@@ -137,9 +156,17 @@ try {
   while (committed.size < TOTAL && Date.now() < deadline) await sleep(200)
   watching = false
   await watch
+  const loadedS = (Date.now() - start) / 1000
+  const nodesLoadCpu = nodesCpu() - nodesCpuAtStart - idleCpuPerS * loadedS
+  const benchUsage = process.cpuUsage(benchCpuAtStart)
+  const benchCpu = (benchUsage.user + benchUsage.system) / 1e6
   const latencies = [...committed].map(([h, t]) => t - (submitted.get(h) ?? t))
   const last = Math.max(...committed.values())
   const intervals = blockTimes.slice(1).map((t, i) => t - (blockTimes[i] as number))
+  const usPerTx = (cpu: number) => Math.round((cpu * 1e6) / committed.size)
+  console.log(
+    `(d) CPU: the 4 nodes idle ${idleCpuPerS.toFixed(2)} CPU-s/s; under load, above idle, ${nodesLoadCpu.toFixed(1)} s = ${usPerTx(nodesLoadCpu)} µs per transfer; this client ${benchCpu.toFixed(1)} s = ${usPerTx(benchCpu)} µs per transfer; ${cpus().length} free cores would carry ${Math.round((cpus().length * committed.size) / (nodesLoadCpu + benchCpu))} transfers/s; load average at the end ${loadavg()[0]?.toFixed(1)}`
+  )
   console.log(
     `(d) 4-validator devnet: ${committed.size}/${TOTAL} transfers committed in ${((last - start) / 1000).toFixed(1)} s = ${Math.round(committed.size / ((last - start) / 1000))} transfers/s (submission over HTTP took ${((submitDone - start) / 1000).toFixed(1)} s = ${Math.round(TOTAL / ((submitDone - start) / 1000))}/s); submit-to-final p50 ${pct(latencies, 50)} ms p99 ${pct(latencies, 99)} ms; block interval p50 ${pct(intervals, 50)} ms; up to ${maxTxsPerBlock} transfers per block`
   )

@@ -63,7 +63,12 @@ export function blockHash(header: BlockHeader): string {
 }
 
 export function txRoot(txs: Uint8Array[]): string {
-  return sha256Hex(encodeCanonical(txs.map((tx) => sha256Hex(tx))))
+  return txRootOfIds(txs.map((tx) => sha256Hex(tx)))
+}
+
+/** The transaction root from the transactions' ids (for callers that already hashed them). */
+export function txRootOfIds(ids: string[]): string {
+  return sha256Hex(encodeCanonical(ids))
 }
 
 export function commitHash(commit: Commit | null): string {

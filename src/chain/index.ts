@@ -4,7 +4,7 @@
  * `genesisState`, `stateRoot`. No clock, randomness or I/O here: callers pass them in.
  */
 export type { Block, BlockHeader, Commit } from './block.ts'
-export { blockHash, blockSchema, commitHash, commitSchema, decodeBlock, encodeBlock, encodeCommit, txRoot } from './block.ts'
+export { blockHash, blockSchema, commitHash, commitSchema, decodeBlock, encodeBlock, encodeCommit, txRoot, txRootOfIds } from './block.ts'
 export type { AddResult, MempoolLimits } from './mempool.ts'
 export { Mempool, MempoolError } from './mempool.ts'
 export type { ApplyBlockContext, BuildBlockInput, BuiltBlock } from './state/apply-block.ts'
@@ -19,7 +19,9 @@ export { stateRoot } from './state/state-root.ts'
 export type { Account, BlockErrorCode, ChainState, ModelRecord, TxErrorCode, Unbonding, Validator } from './state/types.ts'
 export { BlockError, stakeKey, TxError } from './state/types.ts'
 export type { SignedTx, TxBody, TxType, UnsignedTx } from './tx.ts'
-export { decodeTx, encodeTx, signedTxSchema, signTx, txHash, txSignBytes, verifyTxSignature } from './tx.ts'
+export { decodeTx, decodeTxBatch, encodeTx, encodeTxBatch, signedTxSchema, signTx, txHash, txSignBytes, verifyTxSignature } from './tx.ts'
+export type { DecodedTx } from './tx-cache.ts'
+export { TxCache } from './tx-cache.ts'
 export { checkCommit, isOneThird, isQuorum, powerOf, totalPower, validatorsHash } from './validator-set.ts'
 export type { Proposal, SignedProposal, SignedVote, Vote, VoteType } from './vote.ts'
 export {

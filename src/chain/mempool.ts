@@ -4,7 +4,8 @@ import { LlmeshError } from '../errors/index.ts'
 import { applyTxToDraft } from './state/apply-tx.ts'
 import { StateDraft } from './state/draft.ts'
 import { type ChainState, TxError } from './state/types.ts'
-import { decodeTx, txHash } from './tx.ts'
+import { type SignedTx, txHash } from './tx.ts'
+import { TxCache } from './tx-cache.ts'
 
 export class MempoolError extends LlmeshError<'MEMPOOL_FULL'> {}
 
@@ -17,22 +18,31 @@ export type AddResult =
   | { ok: true; hash: string; duplicate: boolean }
   | { ok: false; hash: string | null; error: TxError | DecodeError | MempoolError }
 
+interface Waiting {
+  raw: Uint8Array
+  tx: SignedTx
+}
+
 /**
  * Transactions waiting for a block. Each is checked on arrival against the committed state plus
  * every transaction already waiting (so a sender's transactions queue in nonce order, and one
  * that could never apply is refused with its reason). Bounded in count and bytes. No I/O.
+ * Decoded transactions and their signature results come from a `TxCache` shared with block
+ * building and checking, so a transaction's signature is verified once per node.
  */
 export class Mempool {
   private readonly limits: MempoolLimits
   private readonly verifier: SignatureVerifier
-  private readonly txs = new Map<string, Uint8Array>()
+  private readonly cache: TxCache
+  private readonly txs = new Map<string, Waiting>()
   private bytes = 0
   private base: ChainState
   private pending: StateDraft
 
-  constructor(state: ChainState, limits: MempoolLimits, verifier: SignatureVerifier) {
+  constructor(state: ChainState, limits: MempoolLimits, verifier: SignatureVerifier, txCache?: TxCache) {
     this.limits = limits
     this.verifier = verifier
+    this.cache = txCache ?? new TxCache(Math.max(1, limits.maxTxs))
     this.base = state
     this.pending = new StateDraft(state)
   }
@@ -49,16 +59,17 @@ export class Mempool {
   add(raw: Uint8Array): AddResult {
     let hash: string | null = null
     try {
-      const tx = decodeTx(raw, this.base.params.maxTxBytes)
-      hash = txHash(raw)
-      if (this.txs.has(hash)) return { ok: true, hash, duplicate: true }
+      const id = txHash(raw)
+      if (this.txs.has(id)) return { ok: true, hash: id, duplicate: true }
+      const { tx } = this.cache.decode(raw, this.base.params.maxTxBytes, id)
+      hash = id
       if (this.txs.size >= this.limits.maxTxs || this.bytes + raw.byteLength > this.limits.maxBytes) {
         throw new MempoolError('MEMPOOL_FULL', `the mempool holds ${this.txs.size} transactions, its limit`, {
           hint: 'retry after the next block'
         })
       }
-      applyTxToDraft(this.pending, tx, { height: this.base.height + 1, verifier: this.verifier })
-      this.txs.set(hash, raw)
+      applyTxToDraft(this.pending, tx, { height: this.base.height + 1, verifier: this.verifier, txCache: this.cache })
+      this.txs.set(hash, { raw, tx })
       this.bytes += raw.byteLength
       return { ok: true, hash, duplicate: false }
     } catch (err) {
@@ -68,8 +79,8 @@ export class Mempool {
   }
 
   /** Waiting transactions in the order to try them. */
-  candidates(): Iterable<Uint8Array> {
-    return this.txs.values()
+  *candidates(): Iterable<Uint8Array> {
+    for (const w of this.txs.values()) yield w.raw
   }
 
   /**
@@ -82,9 +93,16 @@ export class Mempool {
     this.pending = new StateDraft(state)
     const dropped: Array<{ hash: string; error: TxError | DecodeError }> = []
     this.bytes = 0
-    for (const [hash, raw] of [...this.txs]) {
+    const ctx = { height: state.height + 1, verifier: this.verifier, txCache: this.cache }
+    for (const [hash, { raw, tx }] of [...this.txs]) {
       try {
-        applyTxToDraft(this.pending, decodeTx(raw, state.params.maxTxBytes), { height: state.height + 1, verifier: this.verifier })
+        if (raw.byteLength > state.params.maxTxBytes) {
+          throw new DecodeError(
+            'DECODE_TOO_LARGE',
+            `transaction of ${raw.byteLength} bytes is over the ${state.params.maxTxBytes}-byte limit`
+          )
+        }
+        applyTxToDraft(this.pending, tx, ctx)
         this.bytes += raw.byteLength
       } catch (err) {
         if (!(err instanceof TxError || err instanceof DecodeError)) throw err

@@ -92,3 +92,26 @@ export function decodeTx(bytes: Uint8Array, maxBytes: number): SignedTx {
   }
   return parsed.data as SignedTx
 }
+
+/**
+ * Several transactions' wire bytes in one message: nodes gossip transactions in batches, so the
+ * per-message cost of the network (signature, encryption, framing) is paid once per batch.
+ */
+export function encodeTxBatch(txs: readonly Uint8Array[]): Uint8Array {
+  return encodeCanonical(txs)
+}
+
+/**
+ * Decodes a batch: at most `maxBytes`, canonical DAG-CBOR, a non-empty list of at most `maxTxs`
+ * byte strings. Each transaction is decoded and checked on its own afterwards.
+ */
+export function decodeTxBatch(bytes: Uint8Array, limits: { maxTxs: number; maxBytes: number }): Uint8Array[] {
+  const value = decodeCanonical(bytes, limits.maxBytes)
+  if (!Array.isArray(value) || value.length === 0 || value.length > limits.maxTxs) {
+    throw new DecodeError('DECODE_MALFORMED', `not a transaction batch: a list of 1 to ${limits.maxTxs} transactions expected`)
+  }
+  for (const tx of value) {
+    if (!(tx instanceof Uint8Array)) throw new DecodeError('DECODE_MALFORMED', 'not a transaction batch: every entry must be bytes')
+  }
+  return value as Uint8Array[]
+}

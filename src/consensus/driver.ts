@@ -11,6 +11,7 @@ import {
   type SignedVote,
   signProposal,
   signVote,
+  type TxCache,
   verifyProposal,
   verifyVote
 } from '../chain/index.ts'
@@ -70,6 +71,8 @@ export interface DriverInit {
   signer: Signer | null
   guard: DoubleSignGuard | null
   verifier: SignatureVerifier
+  /** Decoded transactions and signature results shared with the mempool, so each is checked once. */
+  txCache?: TxCache
   timeouts: ConsensusTimeouts
   /** Lock state saved before a crash, if any. */
   locks?: LockState
@@ -81,7 +84,15 @@ export interface DriverInit {
   rebroadcastMs?: number
   /** Blocks sent in one catch-up answer. */
   maxBlocksPerAnswer?: number
+  /**
+   * How far a fresh proposal's block time may be from this node's clock (proposer-based time):
+   * at most `precisionMs` ahead, at most `precisionMs + msgDelayMs × (round + 1)` behind.
+   */
+  clock?: { precisionMs: number; msgDelayMs: number }
 }
+
+/** Clock bounds of a real network: generous, so an overloaded but honest proposer stays timely. */
+export const DEFAULT_CLOCK_BOUNDS = { precisionMs: 1_000, msgDelayMs: 3_000 } as const
 
 /**
  * The thin shell around the consensus core: checks signatures and blocks before they reach the
@@ -91,7 +102,8 @@ export interface DriverInit {
  */
 export class ConsensusDriver {
   private readonly env: DriverEnv
-  private readonly init: Required<Omit<DriverInit, 'locks' | 'own' | 'signer' | 'guard'>> & Pick<DriverInit, 'signer' | 'guard' | 'own'>
+  private readonly init: Required<Omit<DriverInit, 'locks' | 'own' | 'signer' | 'guard' | 'txCache'>> &
+    Pick<DriverInit, 'signer' | 'guard' | 'own' | 'txCache'>
   private chain: ChainState
   private core: ConsensusState
   private lastCommit: Commit | null = null
@@ -109,7 +121,7 @@ export class ConsensusDriver {
 
   constructor(env: DriverEnv, init: DriverInit) {
     this.env = env
-    this.init = { relay: false, rebroadcastMs: 1_000, maxBlocksPerAnswer: 16, ...init }
+    this.init = { relay: false, rebroadcastMs: 1_000, maxBlocksPerAnswer: 16, clock: DEFAULT_CLOCK_BOUNDS, ...init }
     this.chain = init.state
     this.core = createConsensusState(
       { chainId: init.state.chainId, self: init.signer?.address ?? null, timeouts: init.timeouts },
@@ -229,10 +241,21 @@ export class ConsensusDriver {
     const key = `p:${proposal.round}:${hash}`
     const fresh = !this.relayed.has(key)
     this.relayed.add(key)
-    const valid = this.checkCandidate(hash, block)
+    // a block first proposed in this round must carry a time near our clock; a re-proposal
+    // (validRound ≥ 0) had its time accepted by two thirds of the power in an earlier round
+    const valid = this.checkCandidate(hash, block) && (proposal.validRound >= 0 || this.timely(block.header.time, proposal.round))
     this.input({ type: 'proposal', proposal, valid })
     if (fresh && this.init.relay) this.env.broadcast({ kind: 'proposal', proposal, block })
     return true
+  }
+
+  /** Proposer-based time: the block time is within the clock bounds of this node's clock. */
+  private timely(time: number, round: number): boolean {
+    const { precisionMs, msgDelayMs } = this.init.clock
+    const now = this.env.now()
+    const ok = time <= now + precisionMs && time >= now - precisionMs - msgDelayMs * (round + 1)
+    if (!ok) this.env.log?.('untimely proposal', { time, now, round })
+    return ok
   }
 
   private checkCandidate(hash: string, block: Block): boolean {
@@ -240,7 +263,7 @@ export class ConsensusDriver {
     if (known != null) return known.state != null
     let state: ChainState | null = null
     try {
-      state = applyBlock(this.chain, block, { verifier: this.init.verifier }).state
+      state = applyBlock(this.chain, block, { verifier: this.init.verifier, txCache: this.init.txCache }).state
     } catch (err) {
       if (!(err instanceof BlockError)) throw err
       this.env.log?.('invalid block', { hash, reason: err.message })
@@ -296,7 +319,7 @@ export class ConsensusDriver {
       if (checkCommit(commit, this.chain.validators, this.chain.chainId, this.init.verifier) != null) return progressed
       let state: ChainState
       try {
-        state = applyBlock(this.chain, block, { verifier: this.init.verifier }).state
+        state = applyBlock(this.chain, block, { verifier: this.init.verifier, txCache: this.init.txCache }).state
       } catch (err) {
         if (!(err instanceof BlockError)) throw err
         return progressed
@@ -332,7 +355,8 @@ export class ConsensusDriver {
           time: this.env.now(),
           lastCommit: this.lastCommit,
           candidates: this.env.mempool(),
-          verifier: this.init.verifier
+          verifier: this.init.verifier,
+          txCache: this.init.txCache
         })
         this.candidates.set(built.hash, { block: built.block, state: built.state })
         this.queue.push({ type: 'value', height: effect.height, round: effect.round, blockHash: built.hash })

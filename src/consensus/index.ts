@@ -7,7 +7,7 @@
 export type { ConsensusState } from './core.ts'
 export { createConsensusState, locksOf, MAX_FUTURE_MESSAGES, MAX_ROUNDS_AHEAD, stepConsensus } from './core.ts'
 export type { CommittedBlock, ConsensusMessage, DriverEnv, DriverInit, OwnMessages } from './driver.ts'
-export { ConsensusDriver } from './driver.ts'
+export { ConsensusDriver, DEFAULT_CLOCK_BOUNDS } from './driver.ts'
 export type { DoubleSignGuard, SignedPoint } from './guard.ts'
 export { allowSign, SIGN_STEP, StoredGuard } from './guard.ts'
 export { decodeConsensusMessage, encodeConsensusMessage, MAX_CONSENSUS_MESSAGE_BYTES } from './messages.ts'

@@ -1,17 +1,24 @@
 import { join } from 'node:path'
 import type { Message } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
+import type { Connection, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import { z } from 'zod'
 import {
   type AddResult,
   type Block,
   type ChainState,
+  type Commit,
+  decodeTxBatch,
   encodeTx,
+  encodeTxBatch,
   genesisState,
   Mempool,
   type SignedVote,
   signTx,
+  TxCache,
   txHash,
   verifyProposal,
   verifyVote
@@ -23,6 +30,7 @@ import {
   decodeConsensusMessage,
   encodeConsensusMessage,
   type LockState,
+  MAX_CONSENSUS_MESSAGE_BYTES,
   type OwnMessages,
   type SignedPoint,
   StoredGuard
@@ -30,12 +38,43 @@ import {
 import { SignatureVerifier, type Signer } from '../crypto/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import type { MeshLibp2p } from '../p2p/index.ts'
-import { CONSENSUS_TIMEOUTS, CONSENSUS_TOPIC, MAX_TRACKED_TXS, MEMPOOL_LIMITS, SYNC_TOPIC, TX_TOPIC } from '../params/index.ts'
+import { CONSENSUS_TIMEOUTS, CONSENSUS_TOPIC, MAX_TRACKED_TXS, MEMPOOL_LIMITS, PROTOCOL_PREFIX } from '../params/index.ts'
 import { ChainStore, DurableFile, jsonCodec } from '../storage/index.ts'
 import type { NodeMetrics } from './metrics.ts'
 
-/** Verified signatures a node remembers, so a transaction is checked once, not once per block. */
+/** Verified signatures a node remembers (votes and proposals; transactions go through the TxCache). */
 const SIGNATURE_CACHE_SIZE = 200_000
+/** Decoded transactions a node remembers with their signature result: a full mempool and then some. */
+const TX_CACHE_SIZE = 65_536
+
+/**
+ * Gossip topic of transaction batches: a node gathers the transactions it accepts from clients
+ * for up to `delayMs` and publishes them as one message, so gossip costs one signature, one
+ * verification and one frame per batch rather than per transaction.
+ */
+export const TX_BATCH_TOPIC = `${PROTOCOL_PREFIX}/txs/1`
+export const TX_BATCH = { maxTxs: 1_024, maxBytes: 1024 * 1024, delayMs: 100 } as const
+
+/**
+ * Catch-up over a direct stream: the opener writes one length-prefixed consensus message, a
+ * `block-request` (answered with one `blocks` message, then the stream closes) or an unsolicited
+ * `blocks` (no answer). Bounded in frame size, blocks per answer, time, streams and pace.
+ */
+export const SYNC_PROTOCOL = `${PROTOCOL_PREFIX}/sync/1.0.0`
+export const SYNC_LIMITS = {
+  /** Largest frame either way (a `blocks` answer; a request is a few bytes). */
+  maxFrameBytes: MAX_CONSENSUS_MESSAGE_BYTES,
+  /** Blocks in one answer, and their bytes (an answer always carries at least one block). */
+  maxBlocksPerAnswer: 16,
+  maxAnswerBytes: MAX_CONSENSUS_MESSAGE_BYTES - 256 * 1024,
+  /** Whole exchange, dial included. */
+  timeoutMs: 10_000,
+  /** Inbound sync streams open at once per connection, and requests this node has in flight. */
+  maxInboundStreams: 2,
+  maxOutboundRequests: 4,
+  /** Least time between two answers to one peer. */
+  minAnswerIntervalMs: 100
+} as const
 
 export class GenesisFileError extends LlmeshError<'GENESIS_FILE'> {}
 
@@ -73,9 +112,8 @@ const locksSchema = z
     validHash: z.string().nullable()
   })
   .strict()
-type Decoded = { kind: 'consensus'; message: ConsensusMessage } | { kind: 'tx'; raw: Uint8Array } | { kind: 'ignore' }
-
-const syncEnvelope = z.object({ to: z.string().max(64), msg: z.instanceof(Uint8Array) }).strict()
+type Decoded = { kind: 'consensus'; message: ConsensusMessage } | { kind: 'txs'; txs: Uint8Array[] }
+const TOPICS = [CONSENSUS_TOPIC, TX_BATCH_TOPIC]
 
 /**
  * Runs the chain in a node: the chain store, the mempool, and the consensus driver, wired to
@@ -85,6 +123,7 @@ export class ChainService {
   private readonly c: ChainServiceComponents
   private readonly init: ChainServiceInit
   private readonly verifier = new SignatureVerifier(SIGNATURE_CACHE_SIZE)
+  private readonly txCache = new TxCache(TX_CACHE_SIZE)
   private store: ChainStore | undefined
   private mempool: Mempool | undefined
   private driver: ConsensusDriver | undefined
@@ -93,6 +132,15 @@ export class ChainService {
   private readonly onGossip = (evt: CustomEvent<Message>): void => this.handle(evt.detail)
   /** What the topic validator decoded, so a message (a proposal carries a whole block) is decoded once. */
   private readonly decoded = new WeakMap<Message, Decoded>()
+  /** Wire bytes of consensus messages sent, so a re-sent proposal (with its block) is encoded once. */
+  private readonly encoded = new WeakMap<ConsensusMessage, Uint8Array>()
+  /** Accepted transactions not yet gossiped, and the timer that flushes them. */
+  private outbox: Uint8Array[] = []
+  private outboxBytes = 0
+  private outboxTimer: NodeJS.Timeout | undefined
+  /** Peers a block request is in flight to, and when each peer was last answered. */
+  private readonly syncing = new Set<string>()
+  private readonly answeredAt = new Map<string, number>()
 
   constructor(components: ChainServiceComponents, init: ChainServiceInit) {
     this.c = components
@@ -112,7 +160,7 @@ export class ChainService {
     const store = await ChainStore.open(join(this.init.dir, 'db'), genesis)
     this.store = store
     const state = store.latest()
-    this.mempool = new Mempool(state, MEMPOOL_LIMITS, this.verifier)
+    this.mempool = new Mempool(state, MEMPOOL_LIMITS, this.verifier, this.txCache)
     const guardFile = new DurableFile<SignedPoint>(
       join(this.init.dir, 'sign-guard.json'),
       jsonCodec((v) => pointSchema.parse(v))
@@ -122,7 +170,7 @@ export class ChainService {
       jsonCodec((v) => locksSchema.parse(v))
     )
     const ownFile = new DurableFile<OwnMessages>(join(this.init.dir, 'own-messages.cbor'), {
-      encode: (own) => encodeCanonical({ height: own.height, messages: own.messages.map(encodeConsensusMessage) }),
+      encode: (own) => encodeCanonical({ height: own.height, messages: own.messages.map((m) => this.encode(m)) }),
       decode: (bytes) => {
         const v = z
           .object({ height: z.number().int(), messages: z.array(z.instanceof(Uint8Array)) })
@@ -145,8 +193,11 @@ export class ChainService {
           }, ms)
           this.timers.add(t)
         },
-        broadcast: (msg) => this.publish(CONSENSUS_TOPIC, encodeConsensusMessage(msg)),
-        send: (to, msg) => this.publish(SYNC_TOPIC, encodeCanonical({ to, msg: encodeConsensusMessage(msg) })),
+        broadcast: (msg) => {
+          if (msg.kind === 'block-request') this.requestFromPeers(msg.fromHeight)
+          else this.publish(CONSENSUS_TOPIC, this.encode(msg))
+        },
+        send: (to, msg) => this.sendDirect(to, msg),
         persistLocks: (locks) => locksFile.write(locks),
         persistOwn: (own) => ownFile.write(own),
         commitBlock: (committed) => {
@@ -163,16 +214,20 @@ export class ChainService {
         signer: this.init.validator ? signer : null,
         guard,
         verifier: this.verifier,
+        txCache: this.txCache,
         timeouts: CONSENSUS_TIMEOUTS,
         locks: locksFile.read(),
         own: ownFile.read(),
         relay: false // gossipsub forwards messages itself
       }
     )
-    for (const topic of [CONSENSUS_TOPIC, SYNC_TOPIC, TX_TOPIC]) {
+    for (const topic of TOPICS) {
       pubsub.topicValidators.set(topic, (_from, msg) => this.validate(msg))
       pubsub.subscribe(topic)
     }
+    await this.c.libp2p.handle(SYNC_PROTOCOL, (stream, connection) => this.serveSync(stream, connection), {
+      maxInboundStreams: SYNC_LIMITS.maxInboundStreams
+    })
     pubsub.addEventListener('message', this.onGossip)
     log.info({ height: state.height, chainId: state.chainId, validator: guard != null }, 'chain loaded')
     this.driver.start()
@@ -182,9 +237,11 @@ export class ChainService {
     this.driver?.stop()
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
+    clearTimeout(this.outboxTimer)
     const pubsub = this.c.libp2p.services.pubsub
     pubsub.removeEventListener('message', this.onGossip)
-    for (const topic of [CONSENSUS_TOPIC, SYNC_TOPIC, TX_TOPIC]) pubsub.topicValidators.delete(topic)
+    for (const topic of TOPICS) pubsub.topicValidators.delete(topic)
+    await this.c.libp2p.unhandle(SYNC_PROTOCOL)
     await this.store?.close()
   }
 
@@ -193,7 +250,7 @@ export class ChainService {
     return this.store.latest()
   }
 
-  readBlock(height: number): Promise<{ block: Block; commit: unknown } | undefined> {
+  readBlock(height: number): Promise<{ block: Block; commit: Commit } | undefined> {
     if (this.store == null) throw new Error('chain not started')
     return this.store.readBlock(height)
   }
@@ -207,11 +264,38 @@ export class ChainService {
     return this.mempool?.nextNonce(address) ?? 0
   }
 
-  /** Checks a transaction (wire bytes), keeps it and gossips it. */
+  /** Checks a transaction (wire bytes), keeps it and gossips it (in the next batch). */
   submit(raw: Uint8Array): AddResult {
     const result = this.addTx(raw)
-    if (result.ok && !result.duplicate) this.publish(TX_TOPIC, raw)
+    if (result.ok && !result.duplicate) this.gossipTx(raw)
     return result
+  }
+
+  private gossipTx(raw: Uint8Array): void {
+    if (this.outboxBytes + raw.byteLength > TX_BATCH.maxBytes - 1024) this.flushTxs()
+    this.outbox.push(raw)
+    this.outboxBytes += raw.byteLength
+    if (this.outbox.length >= TX_BATCH.maxTxs) this.flushTxs()
+    else this.outboxTimer ??= setTimeout(() => this.flushTxs(), TX_BATCH.delayMs)
+  }
+
+  private flushTxs(): void {
+    clearTimeout(this.outboxTimer)
+    this.outboxTimer = undefined
+    if (this.outbox.length === 0) return
+    const batch = this.outbox
+    this.outbox = []
+    this.outboxBytes = 0
+    this.publish(TX_BATCH_TOPIC, encodeTxBatch(batch))
+  }
+
+  private encode(msg: ConsensusMessage): Uint8Array {
+    let bytes = this.encoded.get(msg)
+    if (bytes == null) {
+      bytes = encodeConsensusMessage(msg)
+      this.encoded.set(msg, bytes)
+    }
+    return bytes
   }
 
   txStatus(hash: string): TxStatus | undefined {
@@ -272,11 +356,99 @@ export class ChainService {
   }
 
   private decode(msg: Message): Decoded {
-    if (msg.topic === TX_TOPIC) return { kind: 'tx', raw: msg.data }
-    if (msg.topic === CONSENSUS_TOPIC) return { kind: 'consensus', message: decodeConsensusMessage(msg.data) }
-    const envelope = syncEnvelope.parse(decodeCanonical(msg.data, 16 * 1024 * 1024))
-    if (envelope.to !== this.c.libp2p.peerId.toString()) return { kind: 'ignore' }
-    return { kind: 'consensus', message: decodeConsensusMessage(envelope.msg) }
+    if (msg.topic === TX_BATCH_TOPIC) return { kind: 'txs', txs: decodeTxBatch(msg.data, TX_BATCH) }
+    const message = decodeConsensusMessage(msg.data)
+    // catch-up travels over direct streams, never over gossip
+    if (message.kind !== 'proposal' && message.kind !== 'vote') throw new Error(`${message.kind} on ${msg.topic}`)
+    return { kind: 'consensus', message }
+  }
+
+  /** The driver's messages to one peer: catch-up requests and answers, over a direct stream. */
+  private sendDirect(to: string, msg: ConsensusMessage): void {
+    if (msg.kind === 'block-request') void this.fetchBlocks(to, msg.fromHeight)
+    else if (msg.kind === 'blocks') void this.exchange(to, msg, false)
+  }
+
+  /** Asks a few peers that follow the chain for blocks from `fromHeight` (a block we lack). */
+  private requestFromPeers(fromHeight: number): void {
+    const peers = this.c.libp2p.services.pubsub.getSubscribers(CONSENSUS_TOPIC)
+    for (const peer of peers.slice(0, SYNC_LIMITS.maxOutboundRequests)) void this.fetchBlocks(peer.toString(), fromHeight)
+  }
+
+  private async fetchBlocks(peer: string, fromHeight: number): Promise<void> {
+    if (this.syncing.has(peer) || this.syncing.size >= SYNC_LIMITS.maxOutboundRequests) return
+    this.syncing.add(peer)
+    try {
+      const answer = await this.exchange(peer, { kind: 'block-request', fromHeight }, true)
+      if (answer?.kind !== 'blocks') throw new Error(`answered a block request with ${answer?.kind ?? 'nothing'}`)
+      this.driver?.onMessage(peer, answer)
+    } catch (err) {
+      this.c.log.debug({ peer, fromHeight, err: (err as Error).message }, 'block request failed')
+    } finally {
+      this.syncing.delete(peer)
+    }
+  }
+
+  /** Opens a sync stream to `peer`, writes one message and, if `answered`, reads one back. */
+  private async exchange(peer: string, msg: ConsensusMessage, answered: boolean): Promise<ConsensusMessage | undefined> {
+    const signal = AbortSignal.timeout(SYNC_LIMITS.timeoutMs)
+    const stream = await this.c.libp2p.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, { signal })
+    try {
+      const lp = lpStream(stream, { maxDataLength: SYNC_LIMITS.maxFrameBytes })
+      await lp.write(encodeConsensusMessage(msg), { signal })
+      const answer = answered ? decodeConsensusMessage((await lp.read({ signal })).subarray()) : undefined
+      await stream.close({ signal })
+      return answer
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  /** One inbound sync stream: a block request (answered from the store) or blocks pushed to us. */
+  private async serveSync(stream: Stream, connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    const signal = AbortSignal.timeout(SYNC_LIMITS.timeoutMs)
+    let reason = 'malformed'
+    try {
+      const lp = lpStream(stream, { maxDataLength: SYNC_LIMITS.maxFrameBytes })
+      const msg = decodeConsensusMessage((await lp.read({ signal })).subarray())
+      if (msg.kind === 'block-request') {
+        const now = Date.now()
+        if (now - (this.answeredAt.get(peer) ?? 0) < SYNC_LIMITS.minAnswerIntervalMs) {
+          reason = 'rate_limited'
+          throw new Error('asked again too soon')
+        }
+        if (this.answeredAt.size >= 1_000) this.answeredAt.clear()
+        this.answeredAt.set(peer, now)
+        await lp.write(encodeConsensusMessage({ kind: 'blocks', blocks: await this.blocksFrom(msg.fromHeight) }), { signal })
+      } else if (msg.kind === 'blocks') {
+        this.driver?.onMessage(peer, msg)
+      } else throw new Error(`${msg.kind} on the sync protocol`)
+      await stream.close({ signal })
+    } catch (err) {
+      this.c.metrics.rejectedMessages.inc({ protocol: SYNC_PROTOCOL, reason })
+      this.c.log.debug({ peer, err: (err as Error).message }, 'sync stream cut off')
+      stream.abort(err as Error)
+    }
+  }
+
+  /** Committed blocks with their commits from `fromHeight` on, within the answer's bounds. */
+  private async blocksFrom(fromHeight: number): Promise<Array<{ block: Block; commit: Commit }>> {
+    const store = this.store
+    if (store == null) return []
+    const blocks: Array<{ block: Block; commit: Commit }> = []
+    let bytes = 0
+    const top = store.latest().height
+    for (let h = Math.max(1, fromHeight); h <= top && blocks.length < SYNC_LIMITS.maxBlocksPerAnswer; h++) {
+      const stored = await store.readBlock(h)
+      if (stored == null) break
+      const size = stored.block.txs.reduce((sum, tx) => sum + tx.byteLength, 64 * 1024)
+      if (blocks.length > 0 && bytes + size > SYNC_LIMITS.maxAnswerBytes) break
+      blocks.push(stored)
+      bytes += size
+    }
+    return blocks
   }
 
   /**
@@ -316,9 +488,9 @@ export class ChainService {
   }
 
   private handle(msg: Message): void {
-    if (msg.type !== 'signed' || ![CONSENSUS_TOPIC, SYNC_TOPIC, TX_TOPIC].includes(msg.topic)) return
+    if (msg.type !== 'signed' || !TOPICS.includes(msg.topic)) return
     const decoded = this.decoded.get(msg) ?? this.decode(msg)
-    if (decoded.kind === 'tx') this.addTx(decoded.raw)
-    else if (decoded.kind === 'consensus') this.driver?.onMessage(msg.from.toString(), decoded.message)
+    if (decoded.kind === 'txs') for (const raw of decoded.txs) this.addTx(raw)
+    else this.driver?.onMessage(msg.from.toString(), decoded.message)
   }
 }

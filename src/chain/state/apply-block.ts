@@ -1,13 +1,18 @@
 import { DecodeError } from '../../codec/index.ts'
 import type { Address, SignatureVerifier } from '../../crypto/index.ts'
-import { type Block, blockHash, type Commit, commitHash, txRoot } from '../block.ts'
-import { decodeTx, txHash } from '../tx.ts'
+import { type Block, blockHash, type Commit, commitHash, txRootOfIds } from '../block.ts'
+import { decodeTx, type SignedTx, txHash } from '../tx.ts'
+import type { TxCache } from '../tx-cache.ts'
 import { checkCommit, validatorsHash } from '../validator-set.ts'
 import { releaseUnbonding } from './apply-staking.ts'
 import { applyTxToDraft } from './apply-tx.ts'
 import { StateDraft } from './draft.ts'
 import { stateRoot } from './state-root.ts'
 import { BlockError, type ChainState, TxError } from './types.ts'
+
+function decode(raw: Uint8Array, hash: string, maxBytes: number, cache: TxCache | undefined): SignedTx {
+  return cache != null ? cache.decode(raw, maxBytes, hash).tx : decodeTx(raw, maxBytes)
+}
 
 /** Begins block `height`: releases due unbonding. */
 function beginBlock(d: StateDraft, height: number): void {
@@ -30,6 +35,8 @@ export interface BuildBlockInput {
   /** Candidate transactions (wire bytes) in the order to try them. */
   candidates: Iterable<Uint8Array>
   verifier: SignatureVerifier
+  /** Decoded transactions and signature results to reuse (a node passes its own). */
+  txCache?: TxCache
 }
 
 export interface BuiltBlock {
@@ -50,17 +57,21 @@ export function buildBlock(state: ChainState, input: BuildBlockInput): BuiltBloc
   const d = new StateDraft(state)
   beginBlock(d, height)
   const txs: Uint8Array[] = []
+  const ids: string[] = []
   const rejected: BuiltBlock['rejected'] = []
+  const txCtx = { height, verifier: input.verifier, txCache: input.txCache }
   let bytes = 0
   for (const raw of input.candidates) {
     if (txs.length >= state.params.maxBlockTxs || bytes + raw.byteLength > state.params.maxBlockBytes - 64 * 1024) break
+    const hash = txHash(raw)
     try {
-      applyTxToDraft(d, decodeTx(raw, state.params.maxTxBytes), { height, verifier: input.verifier })
+      applyTxToDraft(d, decode(raw, hash, state.params.maxTxBytes, input.txCache), txCtx)
       txs.push(raw)
+      ids.push(hash)
       bytes += raw.byteLength
     } catch (err) {
       if (!(err instanceof TxError || err instanceof DecodeError)) throw err
-      rejected.push({ hash: txHash(raw), error: err })
+      rejected.push({ hash, error: err })
     }
   }
   const time = Math.max(input.time, state.lastBlockTime + 1)
@@ -70,7 +81,7 @@ export function buildBlock(state: ChainState, input: BuildBlockInput): BuiltBloc
     height,
     time,
     prevHash: state.lastBlockHash,
-    txRoot: txRoot(txs),
+    txRoot: txRootOfIds(ids),
     stateRoot: '',
     proposer: input.proposer,
     validatorsHash: validatorsHash(state.validators),
@@ -88,6 +99,8 @@ export interface ApplyBlockContext {
   verifier: SignatureVerifier
   /** Skip re-checking the last commit (it was checked when the block arrived with its own commit). */
   trustLastCommit?: boolean
+  /** Decoded transactions and signature results to reuse (a node passes its own). */
+  txCache?: TxCache
 }
 
 /**
@@ -106,7 +119,8 @@ export function applyBlock(state: ChainState, block: Block, ctx: ApplyBlockConte
   if (h.validatorsHash !== validatorsHash(state.validators)) throw new BlockError('WRONG_VALIDATORS', 'block names another validator set')
   if (!state.validators.some((v) => v.address === h.proposer))
     throw new BlockError('NOT_A_VALIDATOR', `proposer ${h.proposer} is not a validator`)
-  if (h.txRoot !== txRoot(block.txs)) throw new BlockError('BAD_TX_ROOT', 'transaction root does not match the transactions')
+  const ids = block.txs.map(txHash)
+  if (h.txRoot !== txRootOfIds(ids)) throw new BlockError('BAD_TX_ROOT', 'transaction root does not match the transactions')
   if (h.lastCommitHash !== commitHash(block.lastCommit)) throw new BlockError('BAD_LAST_COMMIT', 'last commit hash does not match')
   if (height === 1) {
     if (block.lastCommit != null) throw new BlockError('BAD_LAST_COMMIT', 'the first block has no last commit')
@@ -124,12 +138,14 @@ export function applyBlock(state: ChainState, block: Block, ctx: ApplyBlockConte
 
   const d = new StateDraft(state)
   beginBlock(d, height)
+  const txCtx = { height, verifier: ctx.verifier, txCache: ctx.txCache }
   for (const [i, raw] of block.txs.entries()) {
+    const hash = ids[i] as string
     try {
-      applyTxToDraft(d, decodeTx(raw, state.params.maxTxBytes), { height, verifier: ctx.verifier })
+      applyTxToDraft(d, decode(raw, hash, state.params.maxTxBytes, ctx.txCache), txCtx)
     } catch (err) {
       if (!(err instanceof TxError || err instanceof DecodeError)) throw err
-      throw new BlockError('BAD_TX', `transaction ${i} (${txHash(raw)}) is invalid: ${err.message}`, { cause: err })
+      throw new BlockError('BAD_TX', `transaction ${i} (${hash}) is invalid: ${err.message}`, { cause: err })
     }
   }
   endBlock(d, height, h.time)

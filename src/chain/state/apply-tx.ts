@@ -1,6 +1,7 @@
 import type { SignatureVerifier } from '../../crypto/index.ts'
 import { TREASURY_ADDRESS } from '../../params/index.ts'
 import { type SignedTx, verifyTxSignature } from '../tx.ts'
+import type { TxCache } from '../tx-cache.ts'
 import { applyEvidence, applyStake, applyUnstake } from './apply-staking.ts'
 import { StateDraft } from './draft.ts'
 import { type ChainState, TxError } from './types.ts'
@@ -9,6 +10,8 @@ export interface TxContext {
   /** Height of the block the transaction goes into. */
   height: number
   verifier: SignatureVerifier
+  /** Remembers signature results of the transactions it decoded (a node passes its own). */
+  txCache?: TxCache
 }
 
 /**
@@ -20,7 +23,8 @@ export function applyTxToDraft(d: StateDraft, tx: SignedTx, ctx: TxContext): voi
   if (tx.from === TREASURY_ADDRESS || !ctx.verifier.isAddress(tx.from)) {
     throw new TxError('INVALID_ADDRESS', `sender ${tx.from} is not an Ed25519 address`)
   }
-  if (!verifyTxSignature(tx, ctx.verifier)) throw new TxError('BAD_SIGNATURE', `signature does not verify for sender ${tx.from}`)
+  const signatureValid = ctx.txCache != null ? ctx.txCache.signatureValid(tx, ctx.verifier) : verifyTxSignature(tx, ctx.verifier)
+  if (!signatureValid) throw new TxError('BAD_SIGNATURE', `signature does not verify for sender ${tx.from}`)
   const sender = d.account(tx.from)
   if (tx.nonce !== sender.nonce) throw new TxError('WRONG_NONCE', `nonce ${tx.nonce}, expected ${sender.nonce}`)
   if (tx.fee < d.params.minTxFee) throw new TxError('FEE_TOO_LOW', `fee ${tx.fee} is under the minimum ${d.params.minTxFee}`)

@@ -114,7 +114,7 @@ export function runSimulation(opts: SimOptions): SimResult {
   const genesis = genesisState(
     {
       chainId: 'llmesh-sim',
-      genesisTime: 1_700_000_000_000,
+      genesisTime: 0, // the simulated clock starts at 0: block times must be near it (proposer-based time)
       params: { blockTimeMs: opts.blockTimeMs ?? 1_000, minValidatorStake: '1000', unbondingBlocks: 1000, slashFractionBps: 1000 },
       accounts: signers.map((s) => ({ address: s.address, balance: '1000000000' })),
       // honest stakes vary; byzantine ones are the smallest, so byzantine power stays under a third
