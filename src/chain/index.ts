@@ -5,10 +5,23 @@
  */
 export type { Block, BlockHeader, Commit } from './block.ts'
 export { blockHash, blockSchema, commitHash, commitSchema, decodeBlock, encodeBlock, encodeCommit, txRoot, txRootOfIds } from './block.ts'
+export type { MultiplierBounds, PriceInput, Split, SplitShares } from './economics.ts'
+export {
+  BPS_ONE,
+  COMPLEXITY_UNIT_PARAMETERS,
+  complexityOf,
+  DEFAULT_SPLIT,
+  MAX_MULTIPLIER_CHANGE_BPS,
+  MULTIPLIER_ONE,
+  nextMultiplier,
+  requestPrice,
+  splitPayment
+} from './economics.ts'
 export type { AddResult, MempoolLimits } from './mempool.ts'
 export { Mempool, MempoolError } from './mempool.ts'
 export type { ApplyBlockContext, BuildBlockInput, BuiltBlock } from './state/apply-block.ts'
 export { applyBlock, buildBlock } from './state/apply-block.ts'
+export { tokensValue } from './state/apply-economy.ts'
 export type { TxContext, TxResult } from './state/apply-tx.ts'
 export { applyTx } from './state/apply-tx.ts'
 export { StateDraft, totalSupply } from './state/draft.ts'
@@ -16,10 +29,33 @@ export type { GenesisInput } from './state/genesis.ts'
 export { checkParams, GenesisError, genesisSchema, genesisState } from './state/genesis.ts'
 export { decodeState, encodeState, MAX_SNAPSHOT_BYTES } from './state/snapshot.ts'
 export { stateRoot } from './state/state-root.ts'
-export type { Account, BlockErrorCode, ChainState, ModelRecord, TxErrorCode, Unbonding, Validator } from './state/types.ts'
-export { BlockError, stakeKey, TxError } from './state/types.ts'
+export type {
+  Account,
+  BlockErrorCode,
+  ChainState,
+  EconomyTotals,
+  Escrow,
+  ModelMarket,
+  ModelRecord,
+  TxErrorCode,
+  Unbonding,
+  Validator
+} from './state/types.ts'
+export { BlockError, redeemedKey, stakeKey, TxError } from './state/types.ts'
 export type { SignedTx, TxBody, TxType, UnsignedTx } from './tx.ts'
-export { decodeTx, decodeTxBatch, encodeTx, encodeTxBatch, signedTxSchema, signTx, txHash, txSignBytes, verifyTxSignature } from './tx.ts'
+export {
+  decodeTx,
+  decodeTxBatch,
+  encodeTx,
+  encodeTxBatch,
+  MAX_REDEEM_MODELS,
+  MAX_REDEEM_VOUCHERS,
+  signedTxSchema,
+  signTx,
+  txHash,
+  txSignBytes,
+  verifyTxSignature
+} from './tx.ts'
 export type { DecodedTx } from './tx-cache.ts'
 export { TxCache } from './tx-cache.ts'
 export { checkCommit, isOneThird, isQuorum, powerOf, totalPower, validatorsHash } from './validator-set.ts'
@@ -36,3 +72,5 @@ export {
   verifyVote,
   voteSignBytes
 } from './vote.ts'
+export type { Voucher, VoucherBody, VoucherErrorCode } from './voucher.ts'
+export { MAX_VOUCHER_BYTES, signVoucher, VoucherError, verifyVoucher } from './voucher.ts'

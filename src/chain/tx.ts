@@ -4,6 +4,7 @@ import { type Address, type SignatureVerifier, type Signer, sha256Hex } from '..
 import { STAKE_ROLES, type StakeRole } from '../params/index.ts'
 import { addressSchema, amountSchema, chainIdSchema, cidSchema, signatureSchema, uintSchema } from './schema.ts'
 import { type SignedVote, signedVoteSchema } from './vote.ts'
+import { MAX_VOUCHER_BYTES } from './voucher.ts'
 
 export type TxBody =
   | { type: 'transfer'; to: Address; amount: bigint }
@@ -11,6 +12,15 @@ export type TxBody =
   | { type: 'unstake'; role: StakeRole; amount: bigint }
   | { type: 'register-model'; name: string; cid: string; parent: string | null; parameters: bigint }
   | { type: 'evidence'; a: SignedVote; b: SignedVote }
+  | { type: 'escrow-open'; amount: bigint }
+  | { type: 'escrow-topup'; amount: bigint }
+  | { type: 'escrow-close' }
+  | { type: 'redeem'; vouchers: Uint8Array[]; served: Array<{ model: string; tokens: bigint }> }
+
+/** Most vouchers one `redeem` carries (the transaction size limit usually binds first). */
+export const MAX_REDEEM_VOUCHERS = 1_024
+/** Most models one `redeem` reports served load for. */
+export const MAX_REDEEM_MODELS = 64
 
 export type TxType = TxBody['type']
 
@@ -44,7 +54,20 @@ const bodySchema = z.discriminatedUnion('type', [
       parameters: amountSchema
     })
     .strict(),
-  z.object({ type: z.literal('evidence'), a: signedVoteSchema, b: signedVoteSchema }).strict()
+  z.object({ type: z.literal('evidence'), a: signedVoteSchema, b: signedVoteSchema }).strict(),
+  z.object({ type: z.literal('escrow-open'), amount: amountSchema }).strict(),
+  z.object({ type: z.literal('escrow-topup'), amount: amountSchema }).strict(),
+  z.object({ type: z.literal('escrow-close') }).strict(),
+  z
+    .object({
+      type: z.literal('redeem'),
+      vouchers: z
+        .array(z.instanceof(Uint8Array).refine((b) => b.byteLength <= MAX_VOUCHER_BYTES, 'a voucher is at most 512 bytes'))
+        .min(1)
+        .max(MAX_REDEEM_VOUCHERS),
+      served: z.array(z.object({ model: cidSchema, tokens: amountSchema }).strict()).max(MAX_REDEEM_MODELS)
+    })
+    .strict()
 ])
 
 export const signedTxSchema = z

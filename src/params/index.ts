@@ -207,6 +207,18 @@ export interface ChainParams {
   maxTxBytes: number
   maxBlockTxs: number
   maxBlockBytes: number
+  /** Price of one token of a complexity-1 model at demand multiplier 1x, in the smallest unit. */
+  baseFee: bigint
+  /** Shares of every redeemed payment, in basis points; the treasury gets the rest (10,000 - both). */
+  hostShareBps: number
+  validatorShareBps: number
+  /** Tokens per block a model is meant to serve: its demand multiplier rises above this and falls below. */
+  targetTokensPerBlock: bigint
+  /** Bounds of a demand multiplier, fixed point (1,000,000 = 1x). */
+  minMultiplier: bigint
+  maxMultiplier: bigint
+  /** Blocks between `escrow-close` and the release of what is left, so hosts can still redeem. */
+  escrowCloseDelayBlocks: number
 }
 
 export const CHAIN_DEFAULTS: ChainParams = {
@@ -220,7 +232,14 @@ export const CHAIN_DEFAULTS: ChainParams = {
   minTxFee: 0n,
   maxTxBytes: 4_096,
   maxBlockTxs: 10_000,
-  maxBlockBytes: 4 * 1024 * 1024
+  maxBlockBytes: 4 * 1024 * 1024,
+  baseFee: 10n,
+  hostShareBps: 7_000,
+  validatorShareBps: 2_000,
+  targetTokensPerBlock: 10_000n,
+  minMultiplier: 100_000n,
+  maxMultiplier: 100_000_000n,
+  escrowCloseDelayBlocks: 100
 }
 
 /** Allowed range of each chain parameter; genesis and (later) governance are checked against it. */
@@ -235,7 +254,14 @@ export const CHAIN_PARAM_BOUNDS: { [K in keyof ChainParams]: [ChainParams[K], Ch
   minTxFee: [0n, 2n ** 63n],
   maxTxBytes: [256, 1024 * 1024],
   maxBlockTxs: [1, 100_000],
-  maxBlockBytes: [1024, 64 * 1024 * 1024]
+  maxBlockBytes: [1024, 64 * 1024 * 1024],
+  baseFee: [0n, 2n ** 40n],
+  hostShareBps: [0, 10_000],
+  validatorShareBps: [0, 10_000],
+  targetTokensPerBlock: [1n, 2n ** 48n],
+  minMultiplier: [1n, 2n ** 40n],
+  maxMultiplier: [1n, 2n ** 40n],
+  escrowCloseDelayBlocks: [1, 10_000_000]
 }
 
 /** Consensus timeouts of a real network (the simulation sets its own). */

@@ -2,5 +2,7 @@
  * Payments: paying hosts per request without a transaction per request. Escrows live on chain;
  * cumulative vouchers signed by the payer travel with requests and are redeemed in batches.
  */
-export type { EscrowView, Voucher, VoucherBody, VoucherErrorCode } from './voucher.ts'
-export { MAX_VOUCHER_BYTES, signVoucher, VoucherBook, VoucherError, VoucherWallet, verifyVoucher } from './voucher.ts'
+export type { Voucher, VoucherBody, VoucherErrorCode } from '../chain/voucher.ts'
+export { MAX_VOUCHER_BYTES, signVoucher, VoucherError, verifyVoucher } from '../chain/voucher.ts'
+export type { EscrowView } from './voucher.ts'
+export { VoucherBook, VoucherWallet } from './voucher.ts'

@@ -1,7 +1,9 @@
 import type { SignatureVerifier } from '../../crypto/index.ts'
 import { TREASURY_ADDRESS } from '../../params/index.ts'
+import { MULTIPLIER_ONE } from '../economics.ts'
 import { type SignedTx, verifyTxSignature } from '../tx.ts'
 import type { TxCache } from '../tx-cache.ts'
+import { applyEscrowClose, applyEscrowOpen, applyEscrowTopup, applyRedeem } from './apply-economy.ts'
 import { applyEvidence, applyStake, applyUnstake } from './apply-staking.ts'
 import { StateDraft } from './draft.ts'
 import { type ChainState, TxError } from './types.ts'
@@ -63,13 +65,41 @@ export function applyTxToDraft(d: StateDraft, tx: SignedTx, ctx: TxContext): voi
         throw new TxError('UNKNOWN_PARENT', `parent model ${body.parent} is not registered`)
       if (body.parameters <= 0n) throw new TxError('ZERO_AMOUNT', 'parameter count must be positive')
       chargeFee(d, tx)
-      d.models.set(body.cid, { ...body, owner: tx.from, height: ctx.height })
+      d.models.set(body.cid, {
+        name: body.name,
+        cid: body.cid,
+        parent: body.parent,
+        parameters: body.parameters,
+        owner: tx.from,
+        height: ctx.height
+      })
+      d.markets.set(body.cid, { multiplier: MULTIPLIER_ONE, served: 0n })
       return
     }
     case 'evidence':
       applyEvidence(d, body.a, body.b, ctx.height, ctx.verifier)
       chargeFee(d, tx)
       return
+    case 'escrow-open':
+      applyEscrowOpen(d, tx.from, body.amount, available)
+      chargeFee(d, tx)
+      return
+    case 'escrow-topup':
+      applyEscrowTopup(d, tx.from, body.amount, available)
+      chargeFee(d, tx)
+      return
+    case 'escrow-close':
+      applyEscrowClose(d, tx.from, ctx.height)
+      chargeFee(d, tx)
+      return
+    case 'redeem':
+      applyRedeem(d, tx.from, body.vouchers, body.served, ctx.verifier)
+      chargeFee(d, tx)
+      return
+    default: {
+      const unknown: never = body
+      throw new TxError('MALFORMED', `unknown transaction type ${(unknown as { type: string }).type}`)
+    }
   }
 }
 

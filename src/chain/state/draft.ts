@@ -1,6 +1,16 @@
 import type { Address } from '../../crypto/index.ts'
 import { type ChainParams, type StakeRole, TREASURY_ADDRESS } from '../../params/index.ts'
-import { type Account, type ChainState, type ModelRecord, stakeKey, type Unbonding, type Validator } from './types.ts'
+import {
+  type Account,
+  type ChainState,
+  type EconomyTotals,
+  type Escrow,
+  type ModelMarket,
+  type ModelRecord,
+  stakeKey,
+  type Unbonding,
+  type Validator
+} from './types.ts'
 
 /**
  * A mutable working copy of a ChainState, private to one transition: the block or transaction
@@ -22,6 +32,10 @@ export class StateDraft {
   lastValidators: readonly Validator[]
   validators: readonly Validator[]
   nextValidators: readonly Validator[]
+  readonly escrows: Map<Address, Escrow>
+  readonly redeemed: Map<string, bigint>
+  readonly markets: Map<string, ModelMarket>
+  totals: EconomyTotals
 
   constructor(s: ChainState) {
     this.chainId = s.chainId
@@ -38,6 +52,10 @@ export class StateDraft {
     this.lastValidators = s.lastValidators
     this.validators = s.validators
     this.nextValidators = s.nextValidators
+    this.escrows = new Map(s.escrows)
+    this.redeemed = new Map(s.redeemed)
+    this.markets = new Map(s.markets)
+    this.totals = s.totals
   }
 
   account(address: Address): Account {
@@ -99,16 +117,21 @@ export class StateDraft {
       punished: this.punished,
       lastValidators: this.lastValidators,
       validators: this.validators,
-      nextValidators: this.nextValidators
+      nextValidators: this.nextValidators,
+      escrows: this.escrows,
+      redeemed: this.redeemed,
+      markets: this.markets,
+      totals: this.totals
     }
   }
 }
 
-/** Every unit that exists: balances, bonded stake and unbonding stake. */
+/** Every unit that exists: balances, bonded stake, unbonding stake and escrows. */
 export function totalSupply(s: ChainState): bigint {
   let total = 0n
   for (const a of s.accounts.values()) total += a.balance
   for (const v of s.stakes.values()) total += v
   for (const u of s.unbonding) total += u.amount
+  for (const e of s.escrows.values()) total += e.balance
   return total
 }

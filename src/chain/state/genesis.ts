@@ -25,7 +25,14 @@ const paramsSchema = z
     minTxFee: decimal,
     maxTxBytes: z.number().int(),
     maxBlockTxs: z.number().int(),
-    maxBlockBytes: z.number().int()
+    maxBlockBytes: z.number().int(),
+    baseFee: decimal,
+    hostShareBps: z.number().int(),
+    validatorShareBps: z.number().int(),
+    targetTokensPerBlock: decimal,
+    minMultiplier: decimal,
+    maxMultiplier: decimal,
+    escrowCloseDelayBlocks: z.number().int()
   })
   .strict()
   .partial()
@@ -40,7 +47,12 @@ export const genesisSchema = z
     validators: z
       .array(z.object({ address: z.string().max(64), stake: decimal }).strict())
       .min(1)
-      .max(1_000)
+      .max(1_000),
+    /** Escrows open from the start (a devnet funds one per edge), on top of the payers' balances. */
+    escrows: z
+      .array(z.object({ payer: z.string().max(64), amount: decimal }).strict())
+      .max(100_000)
+      .default([])
   })
   .strict()
 
@@ -54,6 +66,10 @@ export function checkParams(p: ChainParams): string | null {
       return `params.${key} = ${v} is outside [${min}, ${max}]`
     }
   }
+  if (p.hostShareBps + p.validatorShareBps > 10_000) {
+    return `params.hostShareBps + params.validatorShareBps = ${p.hostShareBps + p.validatorShareBps} is over 10,000 basis points`
+  }
+  if (p.minMultiplier > p.maxMultiplier) return `params.minMultiplier ${p.minMultiplier} is over params.maxMultiplier ${p.maxMultiplier}`
   return null
 }
 
@@ -82,7 +98,11 @@ export function genesisState(input: unknown, verifier: SignatureVerifier): Chain
     punished: new Set(),
     lastValidators: [],
     validators: [],
-    nextValidators: []
+    nextValidators: [],
+    escrows: new Map(),
+    redeemed: new Map(),
+    markets: new Map(),
+    totals: { feesRedeemed: 0n, paidToHosts: 0n, paidToValidators: 0n, paidToTreasury: 0n }
   })
   for (const a of g.accounts) {
     if (!verifier.isAddress(a.address)) throw new GenesisError('GENESIS_INVALID', `genesis: account ${a.address} is not an address`)
@@ -99,6 +119,11 @@ export function genesisState(input: unknown, verifier: SignatureVerifier): Chain
       )
     }
     d.setStake('validator', v.address, v.stake)
+  }
+  for (const e of g.escrows) {
+    if (!verifier.isAddress(e.payer)) throw new GenesisError('GENESIS_INVALID', `genesis: escrow payer ${e.payer} is not an address`)
+    if (d.escrows.has(e.payer)) throw new GenesisError('GENESIS_INVALID', `genesis: escrow of ${e.payer} is listed twice`)
+    d.escrows.set(e.payer, { balance: e.amount, releaseHeight: null })
   }
   const set = d.computeValidatorSet()
   d.validators = set

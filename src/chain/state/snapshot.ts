@@ -29,7 +29,14 @@ const snapshotSchema = z
         minTxFee: amountSchema,
         maxTxBytes: uintSchema,
         maxBlockTxs: uintSchema,
-        maxBlockBytes: uintSchema
+        maxBlockBytes: uintSchema,
+        baseFee: amountSchema,
+        hostShareBps: uintSchema,
+        validatorShareBps: uintSchema,
+        targetTokensPerBlock: amountSchema,
+        minMultiplier: amountSchema,
+        maxMultiplier: amountSchema,
+        escrowCloseDelayBlocks: uintSchema
       })
       .strict(),
     accounts: z.array(z.tuple([addressSchema, amountSchema, uintSchema])),
@@ -40,7 +47,11 @@ const snapshotSchema = z
     punished: z.array(z.string().max(100)),
     lastValidators: z.array(validatorSchema),
     validators: z.array(validatorSchema),
-    nextValidators: z.array(validatorSchema)
+    nextValidators: z.array(validatorSchema),
+    escrows: z.array(z.tuple([addressSchema, amountSchema, uintSchema.nullable()])),
+    redeemed: z.array(z.tuple([z.string().max(140), amountSchema])),
+    markets: z.array(z.tuple([z.string().max(128), amountSchema, amountSchema])),
+    totals: z.tuple([amountSchema, amountSchema, amountSchema, amountSchema])
   })
   .strict()
 
@@ -61,7 +72,11 @@ export function encodeState(s: ChainState): Uint8Array {
     punished: [...s.punished].sort(),
     lastValidators: s.lastValidators.map((v) => [v.address, v.power]),
     validators: s.validators.map((v) => [v.address, v.power]),
-    nextValidators: s.nextValidators.map((v) => [v.address, v.power])
+    nextValidators: s.nextValidators.map((v) => [v.address, v.power]),
+    escrows: sortedEntries(s.escrows).map(([k, e]) => [k, e.balance, e.releaseHeight]),
+    redeemed: sortedEntries(s.redeemed),
+    markets: sortedEntries(s.markets).map(([k, m]) => [k, m.multiplier, m.served]),
+    totals: [s.totals.feesRedeemed, s.totals.paidToHosts, s.totals.paidToValidators, s.totals.paidToTreasury]
   })
 }
 
@@ -90,6 +105,10 @@ export function decodeState(bytes: Uint8Array): ChainState {
     punished: new Set(p.punished),
     lastValidators: validators(p.lastValidators),
     validators: validators(p.validators),
-    nextValidators: validators(p.nextValidators)
+    nextValidators: validators(p.nextValidators),
+    escrows: new Map(p.escrows.map(([k, balance, releaseHeight]) => [k, { balance, releaseHeight }])),
+    redeemed: new Map(p.redeemed),
+    markets: new Map(p.markets.map(([k, multiplier, served]) => [k, { multiplier, served }])),
+    totals: { feesRedeemed: p.totals[0], paidToHosts: p.totals[1], paidToValidators: p.totals[2], paidToTreasury: p.totals[3] }
   }
 }

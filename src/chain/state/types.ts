@@ -32,6 +32,28 @@ export interface ModelRecord {
   height: number
 }
 
+/** A payer's escrow: tokens locked to pay hosts through vouchers. */
+export interface Escrow {
+  balance: bigint
+  /** Set by `escrow-close`: at this height what is left returns to the payer. */
+  releaseHeight: number | null
+}
+
+/** A registered model's market: its demand multiplier and the tokens redeemed for it in the current block. */
+export interface ModelMarket {
+  /** Fixed point, 1,000,000 = 1x. */
+  multiplier: bigint
+  served: bigint
+}
+
+/** Running totals of settlement since genesis. */
+export interface EconomyTotals {
+  feesRedeemed: bigint
+  paidToHosts: bigint
+  paidToValidators: bigint
+  paidToTreasury: bigint
+}
+
 /**
  * The whole ledger after a block. Treated as immutable: transitions return a new state and
  * never modify their input.
@@ -58,6 +80,16 @@ export interface ChainState {
   validators: readonly Validator[]
   /** The set that will decide block height + 2: staking changes take effect one block later. */
   nextValidators: readonly Validator[]
+  escrows: ReadonlyMap<Address, Escrow>
+  /** What the chain paid each host from each payer's escrow: by `${payer}>${host}`. */
+  redeemed: ReadonlyMap<string, bigint>
+  /** By model CID: every registered model has one. */
+  markets: ReadonlyMap<string, ModelMarket>
+  totals: EconomyTotals
+}
+
+export function redeemedKey(payer: Address, host: Address): string {
+  return `${payer}>${host}`
 }
 
 export type TxErrorCode =
@@ -76,6 +108,13 @@ export type TxErrorCode =
   | 'BAD_EVIDENCE'
   | 'DUPLICATE_EVIDENCE'
   | 'MALFORMED'
+  | 'ESCROW_EXISTS'
+  | 'NO_ESCROW'
+  | 'ESCROW_CLOSING'
+  | 'BAD_VOUCHER'
+  | 'NOTHING_TO_REDEEM'
+  | 'UNKNOWN_MODEL'
+  | 'LOAD_OVER_PAYMENT'
 
 /** Why a transaction was refused. A refused transaction changes nothing. */
 export class TxError extends LlmeshError<TxErrorCode> {}
