@@ -22,6 +22,11 @@ export interface BaselineResult {
   rps: number
   p50Ms: number
   p99Ms: number
+  /**
+   * CPU time this process spent per request in the window (user + system, every thread), µs: on a
+   * shared machine it moves less than the wall-clock figures.
+   */
+  cpuUsPerRequest: number
 }
 
 export interface BaselineOptions {
@@ -42,14 +47,15 @@ export const BENCH_ECHO_PROTOCOL = '/llmesh/bench-echo/1'
 const ID_BYTES = 4
 const MAX_FRAME_BYTES = 64 * 1024
 
-const percentile = (sorted: number[], p: number): number =>
+/** The `p`-th percentile of ascending `sorted` (NaN if empty). */
+export const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN
 
 /**
  * Keeps `inFlight` calls of `one` running until the window or the request count runs out, and
  * measures each call's latency. Each loop is a bounded number of requests, so it always ends.
  */
-async function drive(name: string, options: BaselineOptions, one: () => Promise<void>): Promise<BaselineResult> {
+export async function drive(name: string, options: BaselineOptions, one: () => Promise<void>): Promise<BaselineResult> {
   const inFlight = Math.max(1, Math.floor(options.inFlight))
   const durationMs = options.durationMs ?? 3_000
   const maxRequests = options.maxRequests ?? 200_000
@@ -68,9 +74,11 @@ async function drive(name: string, options: BaselineOptions, one: () => Promise<
   }
   await run(warmup, Number.POSITIVE_INFINITY, null)
   const latencies: number[] = []
+  const cpu0 = process.cpuUsage()
   const started = performance.now()
   await run(maxRequests, started + durationMs, latencies)
   const seconds = (performance.now() - started) / 1000
+  const cpu = process.cpuUsage(cpu0)
   latencies.sort((a, b) => a - b)
   return {
     name,
@@ -79,12 +87,13 @@ async function drive(name: string, options: BaselineOptions, one: () => Promise<
     seconds,
     rps: latencies.length / seconds,
     p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99)
+    p99Ms: percentile(latencies, 99),
+    cpuUsPerRequest: (cpu.user + cpu.system) / latencies.length
   }
 }
 
 /** A prompt of about `bytes` bytes of plain ASCII text. */
-function promptOf(bytes: number): string {
+export function promptOf(bytes: number): string {
   const words = 'the quick brown fox jumps over the lazy dog while the mesh routes a request to a host '
   return words.repeat(Math.ceil(bytes / words.length)).slice(0, bytes)
 }
@@ -210,13 +219,13 @@ export async function main(seconds = 3): Promise<BaselineResult[]> {
     results.push(await benchEngineDirect({ inFlight, durationMs: seconds * 1000 }))
     results.push(await benchLibp2pEcho({ inFlight, durationMs: seconds * 1000 }))
   }
-  console.log('| baseline | in flight | requests | s | req/s | p50 ms | p99 ms | x (a) req/s |')
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  console.log('| baseline | in flight | requests | s | req/s | p50 ms | p99 ms | CPU µs/req | x (a) req/s |')
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const r of results) {
     const engine = results.find((x) => x.name.startsWith('(a)') && x.inFlight === r.inFlight)
     const ratio = engine == null ? Number.NaN : r.rps / engine.rps
     console.log(
-      `| ${r.name} | ${r.inFlight} | ${r.requests} | ${r.seconds.toFixed(2)} | ${Math.round(r.rps)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${ratio.toFixed(3)} |`
+      `| ${r.name} | ${r.inFlight} | ${r.requests} | ${r.seconds.toFixed(2)} | ${Math.round(r.rps)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.cpuUsPerRequest.toFixed(1)} | ${ratio.toFixed(3)} |`
     )
   }
   return results

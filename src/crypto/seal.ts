@@ -1,7 +1,6 @@
-import { createHash, type webcrypto } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, type webcrypto } from 'node:crypto'
 import { Chacha20Poly1305 } from '@hpke/chacha20poly1305'
 import { CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core'
-import { chacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { encodeCanonical } from '../codec/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import type { Address, SignatureVerifier, Signer } from './signing.ts'
@@ -59,18 +58,22 @@ export function verifySealKey(verifier: SignatureVerifier, peer: Address, key: U
   return key.byteLength === SEAL_KEY_BYTES && verifier.verify(peer, bindingMessage(peer, key), sig)
 }
 
+/** RFC 8439 ChaCha20-Poly1305 as OpenSSL names it (node:crypto: native, several times faster per frame than a JS cipher). */
+const AEAD = 'chacha20-poly1305'
+const MAX_COUNTER = 2n ** 64n - 1n
+
 /** One direction of a session: its key and its frame counter. */
 class Direction {
   private counter = 0n
-  private readonly nonce = new Uint8Array(12)
-  constructor(private readonly key: Uint8Array) {}
+  private readonly nonceBytes = Buffer.alloc(12)
+  constructor(readonly key: Uint8Array) {}
 
-  /** The cipher for the next frame (the nonce is the frame counter). */
-  next(aad: Uint8Array): ReturnType<typeof chacha20poly1305> {
-    if (this.counter >= 2n ** 64n - 1n) throw new SealError('SEAL_EXHAUSTED', 'the session sealed 2^64 frames; open a new one')
-    new DataView(this.nonce.buffer).setBigUint64(4, this.counter)
+  /** The nonce of the next frame (4 zero bytes, then the frame counter, big-endian); each call uses one up. */
+  nonce(): Buffer {
+    if (this.counter >= MAX_COUNTER) throw new SealError('SEAL_EXHAUSTED', 'the session sealed 2^64 frames; open a new one')
+    this.nonceBytes.writeBigUInt64BE(this.counter, 4)
     this.counter++
-    return chacha20poly1305(this.key, this.nonce, aad)
+    return this.nonceBytes
   }
 }
 
@@ -87,15 +90,30 @@ export class SealedChannel {
     this.in = new Direction(inKey)
   }
 
+  /** The ciphertext then the 16-byte tag, as RFC 8439 lays them out. */
   seal(plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-    return this.out.next(aad).encrypt(plaintext)
+    const cipher = createCipheriv(AEAD, this.out.key, this.out.nonce(), { authTagLength: SEAL_OVERHEAD_BYTES })
+    cipher.setAAD(aad, { plaintextLength: plaintext.byteLength })
+    const body = cipher.update(plaintext)
+    cipher.final()
+    const sealed = new Uint8Array(body.byteLength + SEAL_OVERHEAD_BYTES)
+    sealed.set(body)
+    sealed.set(cipher.getAuthTag(), body.byteLength)
+    return sealed
   }
 
   /** Opens the next frame of the other direction; throws {@link SealError} if it was forged, replayed or reordered. */
   open(ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {
-    const cipher = this.in.next(aad)
+    const nonce = this.in.nonce() // a failed open uses up its position too
     try {
-      return cipher.decrypt(ciphertext)
+      if (ciphertext.byteLength < SEAL_OVERHEAD_BYTES) throw new Error(`${ciphertext.byteLength} bytes is shorter than the tag`)
+      const length = ciphertext.byteLength - SEAL_OVERHEAD_BYTES
+      const decipher = createDecipheriv(AEAD, this.in.key, nonce, { authTagLength: SEAL_OVERHEAD_BYTES })
+      decipher.setAAD(aad, { plaintextLength: length })
+      decipher.setAuthTag(ciphertext.subarray(length))
+      const plain = decipher.update(ciphertext.subarray(0, length))
+      decipher.final() // throws unless the tag matches
+      return new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength)
     } catch (err) {
       throw new SealError('SEAL_OPEN_FAILED', 'a sealed frame failed to open (forged, replayed or out of order)', { cause: err })
     }

@@ -7,7 +7,7 @@ import type { MeshLibp2p } from '../p2p/index.ts'
 import { HOST_LIMITS, INFER_PROTOCOL } from '../params/index.ts'
 import { type InferenceEngine, normalizeGenerateRequest } from './engine.ts'
 import { InferenceBusyError, InferenceInputError, InferenceTimeoutError } from './errors.ts'
-import { decodeFrame, encodeFrame, encodeJobResult, type Frame, frameAad, type JobErrorCode } from './protocol.ts'
+import { decodeFrame, encodeFrame, encodeJobResult, type Frame, FrameWriter, frameAad, type JobErrorCode } from './protocol.ts'
 import { sha256, signReceipt } from './receipt.ts'
 
 export type HostLimits = { -readonly [K in keyof typeof HOST_LIMITS]: number }
@@ -36,6 +36,19 @@ interface PeerBudget {
   tokens: number
   refilledAt: number
   jobs: number
+}
+
+/**
+ * Pieces of one job that are ready together go out in one `tok` frame, up to this many UTF-16 code
+ * units (at most 3 bytes of UTF-8 each, far below the frame limit).
+ */
+const MAX_MERGED_PIECE_CHARS = 4_096
+
+/** A `tok` frame queued and not written yet: pieces ready before it goes out join it. */
+interface OpenPiece {
+  parts: string[]
+  chars: number
+  built: boolean
 }
 
 class SessionRejected extends Error {
@@ -121,7 +134,11 @@ export class InferenceHost {
     const lp = lpStream(stream, { maxDataLength: this.limits.maxFrameBytes })
     const jobs = new Map<number, AbortController>()
     this.sessions.add(stream)
-    const send = (frame: Frame): Promise<void> => lp.write(encodeFrame(frame))
+    // frames queued in one turn of the event loop go out in one write; a failed write ends the session
+    const writer = new FrameWriter(lp, (err) => {
+      if (stream.status === 'open') stream.abort(err)
+    })
+    const send = (frame: Frame): Promise<void> => writer.write(() => encodeFrame(frame))
     const read = async (signal?: AbortSignal): Promise<Frame> => {
       let bytes: Uint8Array
       try {
@@ -159,7 +176,7 @@ export class InferenceHost {
             throw new SessionRejected('bad_seal')
           }
           if (jobs.has(frame.id)) throw new SessionRejected('duplicate_job')
-          this.startJob(peer, frame.id, plain, channel, jobs, send)
+          this.startJob(peer, frame.id, plain, channel, jobs, writer)
         } else if (frame.t === 'cancel') {
           jobs.get(frame.id)?.abort()
         } else throw new SessionRejected('malformed')
@@ -184,8 +201,9 @@ export class InferenceHost {
     plain: Uint8Array,
     channel: SealedChannel,
     jobs: Map<number, AbortController>,
-    send: (frame: Frame) => Promise<void>
+    writer: FrameWriter
   ): void {
+    const send = (frame: Frame): Promise<void> => writer.write(() => encodeFrame(frame))
     const fail = (code: JobErrorCode, message: string): void => {
       this.c.onJob?.(code)
       void send({ t: 'err', id, code, message: message.slice(0, 500) }).catch(() => {})
@@ -237,8 +255,24 @@ export class InferenceHost {
     const jobId = job.job as string
     void (async () => {
       try {
+        let open: OpenPiece | undefined
         for await (const piece of generation) {
-          await send({ t: 'tok', id, body: channel.seal(Buffer.from(piece, 'utf8'), frameAad('tok', id)) })
+          if (open !== undefined && !open.built && open.chars + piece.length <= MAX_MERGED_PIECE_CHARS) {
+            open.parts.push(piece)
+            open.chars += piece.length
+          } else {
+            const tok: OpenPiece = { parts: [piece], chars: piece.length, built: false }
+            open = tok
+            // sealed when its batch is written, with every piece that joined it by then
+            void writer
+              .write(() => {
+                tok.built = true
+                return encodeFrame({ t: 'tok', id, body: channel.seal(Buffer.from(tok.parts.join(''), 'utf8'), frameAad('tok', id)) })
+              })
+              .catch(() => {}) // the stream failed: ready() below says so
+          }
+          const full = writer.ready()
+          if (full !== undefined) await full
         }
         const result = await generation.result
         const receipt = signReceipt(this.c.signer, {
@@ -261,7 +295,7 @@ export class InferenceHost {
           completionTokens: result.completionTokens,
           receipt
         })
-        await send({ t: 'end', id, body: channel.seal(body, frameAad('end', id)) })
+        await writer.write(() => encodeFrame({ t: 'end', id, body: channel.seal(body, frameAad('end', id)) }))
         this.c.onJob?.(result.finishReason === 'aborted' ? 'cancelled' : 'done')
       } catch (err) {
         if (controller.signal.aborted) this.c.onJob?.('cancelled')

@@ -3,7 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import { equals } from 'uint8arrays/equals'
-import { type Address, openSealedSession, type SealedChannel, type SignatureVerifier, verifySealKey } from '../crypto/index.ts'
+import { type Address, openSealedSession, type SealedChannel, SignatureVerifier, verifySealKey } from '../crypto/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import type { MeshLibp2p } from '../p2p/index.ts'
 import { EDGE_DEFAULTS, HOST_LIMITS, INFER_PROTOCOL } from '../params/index.ts'
@@ -13,6 +13,7 @@ import {
   encodeFrame,
   encodeJob,
   type Frame,
+  FrameWriter,
   frameAad,
   type Job,
   type JobErrorCode,
@@ -75,8 +76,11 @@ export class HostSession {
   private readonly c: HostSessionComponents
   private readonly stream: Stream
   private readonly lp: ReturnType<typeof lpStream<Stream>>
+  /** Requests and cancels queued in one turn of the event loop go out in one write. */
+  private readonly writer: FrameWriter
   private readonly channel: SealedChannel
   private readonly jobs = new Map<number, PendingJob>()
+  private readonly receiptVerifier: SignatureVerifier
   private nextId = 0
   private closedWith: Error | undefined
   private readonly onClose: () => void
@@ -88,20 +92,32 @@ export class HostSession {
     lp: ReturnType<typeof lpStream<Stream>>,
     channel: SealedChannel,
     models: string[],
-    onClose: () => void
+    onClose: () => void,
+    receiptVerifier: SignatureVerifier
   ) {
     this.c = c
+    this.receiptVerifier = receiptVerifier
     this.host = host
     this.stream = stream
     this.lp = lp
+    this.writer = new FrameWriter(lp, (err) => this.close(err))
     this.channel = channel
     this.models = new Set(models)
     this.onClose = onClose
     void this.readLoop()
   }
 
-  /** Dials the host, checks its sealing key binding and opens the sealed session. */
-  static async open(c: HostSessionComponents, host: Address, signal: AbortSignal, onClose: () => void): Promise<HostSession> {
+  /**
+   * Dials the host, checks its sealing key binding and opens the sealed session. Receipts are
+   * checked with `receiptVerifier` (default: a new one without a result cache).
+   */
+  static async open(
+    c: HostSessionComponents,
+    host: Address,
+    signal: AbortSignal,
+    onClose: () => void,
+    receiptVerifier: SignatureVerifier = new SignatureVerifier()
+  ): Promise<HostSession> {
     let stream: Stream
     try {
       stream = await c.libp2p.dialProtocol(peerIdFromString(host), INFER_PROTOCOL, { signal })
@@ -117,7 +133,7 @@ export class HostSession {
       }
       const { enc, channel } = await openSealedSession(info.key, c.self, host)
       await lp.write(encodeFrame({ t: 'hello', enc }), { signal })
-      return new HostSession(c, host, stream, lp, channel, info.models, onClose)
+      return new HostSession(c, host, stream, lp, channel, info.models, onClose, receiptVerifier)
     } catch (err) {
       stream.abort(err as Error)
       if (err instanceof HostError) throw err
@@ -155,14 +171,15 @@ export class HostSession {
       if (!this.jobs.has(id)) return
       this.jobs.delete(id)
       reject(new HostError('cancelled', this.host, 'the job was cancelled'))
-      if (this.closedWith == null) void this.lp.write(encodeFrame({ t: 'cancel', id })).catch(() => {})
+      if (this.closedWith == null) void this.writer.write(() => encodeFrame({ t: 'cancel', id })).catch(() => {})
     }
     signal?.addEventListener('abort', onAbort, { once: true })
     void promise.then(
       () => signal?.removeEventListener('abort', onAbort),
       () => signal?.removeEventListener('abort', onAbort)
     )
-    this.lp.write(encodeFrame({ t: 'req', id, body: this.channel.seal(input, frameAad('req', id)) })).catch((err) => this.close(err))
+    // sealed when its batch is written; a failed write closes the session (the writer's onError)
+    void this.writer.write(() => encodeFrame({ t: 'req', id, body: this.channel.seal(input, frameAad('req', id)) })).catch(() => {})
     return promise
   }
 
@@ -217,7 +234,7 @@ export class HostSession {
 
   /** The receipt must be the host's, for this job, over exactly what was sent and received. */
   private checkReceipt(job: PendingJob, result: JobResult, text: string): Receipt {
-    const receipt = verifyReceipt(result.receipt, this.c.verifier)
+    const receipt = verifyReceipt(result.receipt, this.receiptVerifier)
     const bad = (what: string): HostError => new HostError('bad_host', this.host, `host ${this.host} sent a receipt with ${what}`)
     if (receipt.host !== this.host) throw bad('another host')
     if (receipt.client !== this.c.self || receipt.job !== job.jobId) throw bad('another job')
@@ -236,6 +253,12 @@ export class HostSession {
 export class HostSessions {
   private readonly c: HostSessionComponents
   private readonly open = new Map<Address, Promise<HostSession>>()
+  /**
+   * Checks receipts: every receipt is new, so a verifier that remembers results would only hash
+   * each one for its cache and push out what is worth remembering (adverts); this one keeps the
+   * parsed host keys only.
+   */
+  private readonly receiptVerifier = new SignatureVerifier()
 
   constructor(components: HostSessionComponents) {
     this.c = components
@@ -244,9 +267,15 @@ export class HostSessions {
   get(host: Address, timeoutMs: number = EDGE_DEFAULTS.sessionTimeoutMs): Promise<HostSession> {
     let session = this.open.get(host)
     if (session === undefined) {
-      session = HostSession.open(this.c, host, AbortSignal.timeout(timeoutMs), () => {
-        if (this.open.get(host) === session) this.open.delete(host)
-      })
+      session = HostSession.open(
+        this.c,
+        host,
+        AbortSignal.timeout(timeoutMs),
+        () => {
+          if (this.open.get(host) === session) this.open.delete(host)
+        },
+        this.receiptVerifier
+      )
       session.catch(() => {
         if (this.open.get(host) === session) this.open.delete(host)
       })

@@ -110,6 +110,90 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   }
 }
 
+/** Where a session's frames go: its length-prefixed stream. */
+export interface FrameSink {
+  writeV(frames: Uint8Array[]): Promise<void>
+}
+
+/**
+ * Writes one session's frames in order, coalescing every frame queued within one turn of the event
+ * loop into one write (one muxer frame, one noise message, one socket write instead of one of each
+ * per frame). A frame is built, and so sealed, only when its batch goes out, in queue order: the
+ * channel's counters follow the order on the wire. A write that fails fails every later one too,
+ * and `onError` hears of it once.
+ */
+export class FrameWriter {
+  private queue: Array<() => Uint8Array> = []
+  private batch: { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void } | undefined
+  /** The latest batch still waiting for the stream to drain. */
+  private writing: Promise<void> | undefined
+  private error: Error | undefined
+
+  constructor(
+    private readonly sink: FrameSink,
+    private readonly onError: (err: Error) => void = () => {}
+  ) {}
+
+  /**
+   * Queues a frame that `build` makes when its batch is written. Resolves once the stream took the
+   * batch (after a drain if it was full), rejects if the write failed.
+   */
+  write(build: () => Uint8Array): Promise<void> {
+    if (this.error !== undefined) return Promise.reject(this.error)
+    this.queue.push(build)
+    if (this.batch === undefined) {
+      let resolve: () => void = () => {}
+      let reject: (err: Error) => void = () => {}
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res
+        reject = rej
+      })
+      promise.catch(() => {}) // a frame's writer may not wait for it; the failure reaches onError
+      this.batch = { promise, resolve, reject }
+      setImmediate(() => this.flush())
+    }
+    return this.batch.promise
+  }
+
+  /** Undefined while more frames may be queued at once; else a promise that settles when the stream has drained (or failed). */
+  ready(): Promise<void> | undefined {
+    if (this.error !== undefined) return Promise.reject(this.error)
+    return this.writing
+  }
+
+  private flush(): void {
+    const { queue, batch } = this
+    this.queue = []
+    this.batch = undefined
+    if (batch === undefined) return
+    if (this.error !== undefined) {
+      batch.reject(this.error)
+      return
+    }
+    let written: Promise<void>
+    try {
+      written = this.sink.writeV(queue.map((build) => build()))
+    } catch (err) {
+      written = Promise.reject(err)
+    }
+    this.writing = written
+    written.then(
+      () => {
+        if (this.writing === written) this.writing = undefined
+        batch.resolve()
+      },
+      (err: unknown) => {
+        const error = err instanceof Error ? err : new Error(String(err))
+        if (this.error === undefined) {
+          this.error = error
+          this.onError(error)
+        }
+        batch.reject(error)
+      }
+    )
+  }
+}
+
 /** Associated data of a sealed body: its frame's type and job id. */
 export function frameAad(t: 'req' | 'tok' | 'end', id: number): Uint8Array {
   const aad = new Uint8Array(5)
