@@ -22,6 +22,24 @@ export async function runAccount(api: string, address: string, out: NodeJS.Writa
   print(out, await callApi(api, `/mesh/accounts/${encodeURIComponent(address)}`))
 }
 
+interface FeesView {
+  height: number
+  baseFee: string
+  models: Array<{ cid: string; name: string; complexity: string; multiplier: string; pricePer1kTokens: string }>
+}
+
+/** `llmesh fees`: the price of every registered model now. */
+export async function runFees(api: string, json: boolean, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+  const fees = (await callApi(api, '/mesh/fees')) as FeesView
+  if (json) return print(out, fees)
+  out.write(`height ${fees.height}, base fee ${fees.baseFee} per token (complexity 1, multiplier 1x)\n`)
+  if (fees.models.length === 0) out.write('no registered models\n')
+  for (const m of fees.models) {
+    const multiplier = (Number(m.multiplier) / 1_000_000).toFixed(4)
+    out.write(`${m.cid}  ${m.name}  complexity ${m.complexity}  multiplier ${multiplier}x  ${m.pricePer1kTokens} per 1k tokens\n`)
+  }
+}
+
 export function parseAmount(flag: string, value: string): bigint {
   if (!/^(0|[1-9][0-9]{0,19})$/.test(value)) {
     throw new TxCommandError('BAD_ARGUMENT', `${flag} ${value} is not an amount`, {

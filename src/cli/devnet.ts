@@ -44,6 +44,8 @@ export interface DevnetNodeInfo {
 /** Every devnet account starts with this balance, and every node stakes this as a validator. */
 const DEVNET_BALANCE = 1_000_000_000_000n
 const DEVNET_STAKE = 10_000_000n
+/** Every edge's escrow, to pay hosts for requests (on top of its balance). */
+const DEVNET_ESCROW = 100_000_000_000n
 
 const BIN = fileURLToPath(new URL('../../bin/llmesh.js', import.meta.url))
 const MARKER = 'devnet.json'
@@ -81,22 +83,6 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
     })
     homes.push({ home, config, peerId: peerIdFromPrivateKey(privateKey).toString() })
   }
-  // one chain for the whole devnet: every node a validator with equal stake and a funded account
-  const genesisPath = join(dir, 'genesis.json')
-  await writeFile(
-    genesisPath,
-    `${JSON.stringify(
-      {
-        chainId: 'llmesh-devnet',
-        genesisTime: Date.now(),
-        params: { blockTimeMs: opts.blockTimeMs },
-        accounts: homes.map((h) => ({ address: h.peerId, balance: DEVNET_BALANCE.toString() })),
-        validators: homes.map((h) => ({ address: h.peerId, stake: DEVNET_STAKE.toString() }))
-      },
-      null,
-      2
-    )}\n`
-  )
   // every host serves the built-in tiny model (random weights: its text is noise)
   const hostIndexes = homes.flatMap((h, i) => (h.config.roles.includes('host') ? [i] : []))
   let tinyCid: string | null = null
@@ -118,6 +104,26 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
       h.config = { ...h.config, host: { ...h.config.host, engine: opts.engine, models: [tinyCid] } }
     }
   }
+  // one chain for the whole devnet: every node a validator with equal stake, a funded account and
+  // an escrow to pay hosts from (every node is an edge); the tiny model registered
+  const { tinyModelParameters } = await import('../inference/index.ts')
+  const genesisPath = join(dir, 'genesis.json')
+  await writeFile(
+    genesisPath,
+    `${JSON.stringify(
+      {
+        chainId: 'llmesh-devnet',
+        genesisTime: Date.now(),
+        params: { blockTimeMs: opts.blockTimeMs },
+        accounts: homes.map((h) => ({ address: h.peerId, balance: DEVNET_BALANCE.toString() })),
+        validators: homes.map((h) => ({ address: h.peerId, stake: DEVNET_STAKE.toString() })),
+        models: tinyCid == null ? [] : [{ name: TINY_MODEL.registryName, cid: tinyCid, parameters: tinyModelParameters().toString() }],
+        escrows: homes.filter((h) => h.config.roles.includes('edge')).map((h) => ({ payer: h.peerId, amount: DEVNET_ESCROW.toString() }))
+      },
+      null,
+      2
+    )}\n`
+  )
   const addrOf = (i: number): string => `/ip4/127.0.0.1/tcp/${opts.p2pBasePort + i}/p2p/${homes[i]?.peerId}`
   for (const [i, h] of homes.entries()) {
     // nodes 0 and 1 are everyone's bootstrap peers; the rest of the mesh is found through the DHT

@@ -251,6 +251,29 @@ export function buildProgram(): Command {
     })
   }
 
+  const escrow = tx.command('escrow').description('the escrow that pays hosts through vouchers')
+  for (const action of ['open', 'topup'] as const) {
+    txOptions(
+      escrow
+        .command(action)
+        .description(action === 'open' ? 'lock tokens in a new escrow' : 'add tokens to your escrow')
+        .requiredOption('--amount <n>', 'amount')
+    ).action(async (o: TxOpts & { amount: string }) => {
+      const { parseAmount } = await import('./chain.ts')
+      await submit(o, { type: action === 'open' ? 'escrow-open' : 'escrow-topup', amount: parseAmount('--amount', o.amount) })
+    })
+  }
+  txOptions(escrow.command('close').description('close your escrow: what is left returns after the close delay')).action(
+    async (o: TxOpts) => submit(o, { type: 'escrow-close' })
+  )
+
+  apiOptions(program.command('fees').description('the current price of every registered model'))
+    .option('--json', 'print JSON')
+    .action(async (o: { api?: string; home?: string; json?: boolean }) => {
+      const { runFees } = await import('./chain.ts')
+      await runFees(await resolveApi({ api: o.api, home: o.home }), o.json === true)
+    })
+
   return program
 }
 

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { z } from 'zod'
-import { blockHash, decodeTx, txHash } from '../chain/index.ts'
+import { blockHash, complexityOf, decodeTx, MULTIPLIER_ONE, tokensValue, totalSupply, txHash } from '../chain/index.ts'
 import type { ChainService, LlmeshNode } from '../node/index.ts'
-import { STAKE_ROLES } from '../params/index.ts'
+import { STAKE_ROLES, TREASURY_ADDRESS } from '../params/index.ts'
 import { apiError } from './errors.ts'
 
 /** JSON for people and scripts: amounts as decimal strings, bytes as base64. */
@@ -101,7 +101,49 @@ export function registerChainRoutes(app: FastifyInstance, node: LlmeshNode): voi
       unbonding: s.unbonding
         .filter((u) => u.address === address)
         .map((u) => ({ role: u.role, amount: u.amount, releaseHeight: u.releaseHeight })),
-      jailed: s.jailed.has(address)
+      jailed: s.jailed.has(address),
+      escrow: s.escrows.get(address) ?? null
+    })
+  })
+
+  app.get('/mesh/fees', async (_req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const s = chain.state
+    return toJson({
+      height: s.height,
+      baseFee: s.params.baseFee,
+      multiplierScale: MULTIPLIER_ONE,
+      targetTokensPerBlock: s.params.targetTokensPerBlock,
+      models: [...s.models.values()].map((m) => ({
+        cid: m.cid,
+        name: m.name,
+        parameters: m.parameters,
+        complexity: complexityOf(m.parameters),
+        multiplier: s.markets.get(m.cid)?.multiplier ?? MULTIPLIER_ONE,
+        pricePerToken: tokensValue(s, m.cid, 1n),
+        pricePer1kTokens: tokensValue(s, m.cid, 1_000n)
+      }))
+    })
+  })
+
+  app.get('/mesh/economics', async (_req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const s = chain.state
+    let escrowed = 0n
+    for (const e of s.escrows.values()) escrowed += e.balance
+    return toJson({
+      height: s.height,
+      totalSupply: totalSupply(s),
+      treasury: { address: TREASURY_ADDRESS, balance: s.accounts.get(TREASURY_ADDRESS)?.balance ?? 0n },
+      escrowed,
+      split: {
+        hostBps: s.params.hostShareBps,
+        validatorsBps: s.params.validatorShareBps,
+        treasuryBps: 10_000 - s.params.hostShareBps - s.params.validatorShareBps
+      },
+      ...s.totals
     })
   })
 

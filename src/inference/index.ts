@@ -44,4 +44,4 @@ export { decodeFrame, encodeFrame, encodeJob, FrameError, JOB_ERROR_CODES, jobFr
 export type { Receipt, ReceiptBody } from './receipt.ts'
 export { MAX_RECEIPT_BYTES, ReceiptError, receiptJson, signReceipt, verifyReceipt } from './receipt.ts'
 export type { TinyModelOptions } from './tiny-model.ts'
-export { TINY_VOCABULARY_SIZE, tinyModelBytes, writeTinyModel } from './tiny-model.ts'
+export { TINY_VOCABULARY_SIZE, tinyModelBytes, tinyModelParameters, writeTinyModel } from './tiny-model.ts'

@@ -27,6 +27,16 @@ const SPACE_PIECE = '\u2581'
 const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, byte: 6 } as const
 const FIRST_BYTE_TOKEN = SPECIAL_TOKENS.length
 export const TINY_VOCABULARY_SIZE = SPECIAL_TOKENS.length + 256 + 1
+/** Weights in the built-in model: what a chain registers as its parameter count. */
+export function tinyModelParameters(): bigint {
+  const E = BigInt(TINY_MODEL.embeddingLength)
+  const F = BigInt(TINY_MODEL.feedForwardLength)
+  const V = BigInt(TINY_VOCABULARY_SIZE)
+  const kv = (E / BigInt(TINY_MODEL.headCount)) * BigInt(TINY_MODEL.headCountKv)
+  const perLayer = 2n * E + 2n * E * E + 2n * E * kv + 3n * E * F
+  return 2n * E * V + BigInt(TINY_MODEL.blockCount) * perLayer + E
+}
+
 /** How far below the rest the output layer pushes tokens the model must never pick. */
 const SUPPRESSED_LOGIT_WEIGHT = -1000
 

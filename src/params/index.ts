@@ -174,6 +174,8 @@ export const EDGE_DEFAULTS = {
  */
 export const TINY_MODEL = {
   name: 'llmesh-tiny (random weights, for tests)',
+  /** Its name in a devnet chain's model registry (registry names allow no spaces). */
+  registryName: 'llmesh-tiny',
   /** Seed of the weights of the built-in model every devnet host serves. */
   seed: 0,
   embeddingLength: 128,

@@ -126,4 +126,15 @@ test('the OpenAI client gets answers from hosts elsewhere on the mesh', { timeou
   assert.equal(huge.status, 413)
   const after = await client.completions.create({ model: cid, prompt: 'still serving', max_tokens: 4 })
   assert.equal(after.usage?.completion_tokens, 4)
+
+  // the chain knows the model and its price; every edge has an escrow to pay hosts from
+  const fees = (await (await fetch(`${edge.apiUrl}/mesh/fees`)).json()) as { models: Array<{ cid: string; pricePerToken: string }> }
+  assert.equal(fees.models.length, 1)
+  assert.equal(fees.models[0]?.cid, cid)
+  assert.ok(BigInt(fees.models[0]?.pricePerToken ?? '0') > 0n)
+  const account = (await (await fetch(`${edge.apiUrl}/mesh/accounts/${edge.peerId}`)).json()) as { escrow: { balance: string } | null }
+  assert.ok(BigInt(account.escrow?.balance ?? '0') > 0n)
+  const economics = (await (await fetch(`${edge.apiUrl}/mesh/economics`)).json()) as Record<string, unknown>
+  for (const key of ['totalSupply', 'treasury', 'feesRedeemed', 'paidToHosts', 'paidToValidators', 'paidToTreasury'])
+    assert.ok(key in economics, key)
 })

@@ -1,7 +1,9 @@
 import { z } from 'zod'
 import type { SignatureVerifier } from '../../crypto/index.ts'
 import { LlmeshError } from '../../errors/index.ts'
-import { CHAIN_DEFAULTS, CHAIN_PARAM_BOUNDS, type ChainParams, MAX_AMOUNT } from '../../params/index.ts'
+import { CHAIN_DEFAULTS, CHAIN_PARAM_BOUNDS, type ChainParams, MAX_AMOUNT, TREASURY_ADDRESS } from '../../params/index.ts'
+import { MULTIPLIER_ONE } from '../economics.ts'
+import { cidSchema } from '../schema.ts'
 import { StateDraft } from './draft.ts'
 import type { ChainState } from './types.ts'
 
@@ -48,6 +50,23 @@ export const genesisSchema = z
       .array(z.object({ address: z.string().max(64), stake: decimal }).strict())
       .min(1)
       .max(1_000),
+    /** Models registered from the start, owned by the treasury (a devnet registers its built-in model). */
+    models: z
+      .array(
+        z
+          .object({
+            name: z
+              .string()
+              .min(1)
+              .max(128)
+              .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/),
+            cid: cidSchema,
+            parameters: decimal
+          })
+          .strict()
+      )
+      .max(10_000)
+      .default([]),
     /** Escrows open from the start (a devnet funds one per edge), on top of the payers' balances. */
     escrows: z
       .array(z.object({ payer: z.string().max(64), amount: decimal }).strict())
@@ -119,6 +138,12 @@ export function genesisState(input: unknown, verifier: SignatureVerifier): Chain
       )
     }
     d.setStake('validator', v.address, v.stake)
+  }
+  for (const m of g.models) {
+    if (d.models.has(m.cid)) throw new GenesisError('GENESIS_INVALID', `genesis: model ${m.cid} is listed twice`)
+    if (m.parameters <= 0n) throw new GenesisError('GENESIS_INVALID', `genesis: model ${m.cid} has no parameters`)
+    d.models.set(m.cid, { name: m.name, cid: m.cid, parent: null, parameters: m.parameters, owner: TREASURY_ADDRESS, height: 0 })
+    d.markets.set(m.cid, { multiplier: MULTIPLIER_ONE, served: 0n })
   }
   for (const e of g.escrows) {
     if (!verifier.isAddress(e.payer)) throw new GenesisError('GENESIS_INVALID', `genesis: escrow payer ${e.payer} is not an address`)
