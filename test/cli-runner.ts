@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import type { DevnetNodeInfo } from '../src/cli/devnet.ts'
-import { waitFor } from './helpers.ts'
+import { stopBeforeCleanup, waitFor } from './helpers.ts'
 
 export const BIN = fileURLToPath(new URL('../bin/llmesh.js', import.meta.url))
 
@@ -32,12 +32,16 @@ export function spawnCli(t: TestContext, args: string[], env: NodeJS.ProcessEnv 
       setImmediate(() => resolve({ code, signal, stdout, stderr }))
     })
   })
-  t.after(async () => {
-    if (child.exitCode == null && child.signalCode == null) {
-      child.kill('SIGKILL')
-      await done
-    }
-  })
+  // stopped gracefully (a devnet stops its nodes on SIGTERM; SIGKILL would orphan them), killed if it hangs
+  const stop = async (): Promise<void> => {
+    if (child.exitCode != null || child.signalCode != null) return
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    child.kill('SIGTERM')
+    await done
+    clearTimeout(timer)
+  }
+  stopBeforeCleanup(t, stop)
+  t.after(stop)
   return { child, done }
 }
 
@@ -57,6 +61,7 @@ export async function startDevnet(
   args: string[]
 ): Promise<{ devnet: ReturnType<typeof spawnCli>; nodes: DevnetNodeInfo[] }> {
   const devnet = spawnCli(t, ['devnet', '--dir', dir, '--quiet', ...args])
+
   const { nodes } = await waitFor(
     'devnet.json',
     async () => {

@@ -4,10 +4,31 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 
-/** A fresh temporary directory, removed when the test ends. */
+const stoppers = new WeakMap<TestContext, Array<() => Promise<void>>>()
+
+/**
+ * Registers how to stop something the test started (a child process) so that it stops before
+ * the test's temporary directories are removed (`t.after` hooks run in the order they were added).
+ */
+export function stopBeforeCleanup(t: TestContext, stop: () => Promise<void>): void {
+  const list = stoppers.get(t) ?? []
+  list.push(stop)
+  stoppers.set(t, list)
+}
+
+async function stopAll(t: TestContext): Promise<void> {
+  const list = stoppers.get(t) ?? []
+  stoppers.delete(t)
+  await Promise.all(list.map((stop) => stop()))
+}
+
+/** A fresh temporary directory, removed when the test ends (after what the test started has stopped). */
 export async function tempDir(t: TestContext, prefix = 'llmesh-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
-  t.after(() => rm(dir, { recursive: true, force: true }))
+  t.after(async () => {
+    await stopAll(t)
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 })
+  })
   return dir
 }
 

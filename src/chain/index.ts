@@ -22,6 +22,17 @@ export { Mempool, MempoolError } from './mempool.ts'
 export type { ApplyBlockContext, BuildBlockInput, BuiltBlock } from './state/apply-block.ts'
 export { applyBlock, buildBlock } from './state/apply-block.ts'
 export { tokensValue } from './state/apply-economy.ts'
+export {
+  FIXED_PARAMS,
+  GOVERNABLE_PARAMS,
+  MAX_APPLY_DELAY_BLOCKS,
+  MAX_FINISHED_PROPOSALS,
+  MAX_OPEN_PROPOSALS,
+  MAX_OPEN_PROPOSALS_PER_PROPOSER,
+  paramsWithChanges,
+  tallyPasses,
+  tallyProposal
+} from './state/apply-governance.ts'
 export type { TxContext, TxResult } from './state/apply-tx.ts'
 export { applyTx } from './state/apply-tx.ts'
 export { StateDraft, totalSupply } from './state/draft.ts'
@@ -35,19 +46,24 @@ export type {
   ChainState,
   EconomyTotals,
   Escrow,
+  GovChoice,
+  GovProposal,
+  GovProposalStatus,
+  GovTally,
   ModelMarket,
   ModelRecord,
   TxErrorCode,
   Unbonding,
   Validator
 } from './state/types.ts'
-export { BlockError, redeemedKey, stakeKey, TxError } from './state/types.ts'
+export { BlockError, GOV_CHOICES, redeemedKey, stakeKey, TxError } from './state/types.ts'
 export type { SignedTx, TxBody, TxType, UnsignedTx } from './tx.ts'
 export {
   decodeTx,
   decodeTxBatch,
   encodeTx,
   encodeTxBatch,
+  MAX_GOV_CHANGES,
   MAX_REDEEM_MODELS,
   MAX_REDEEM_VOUCHERS,
   signedTxSchema,

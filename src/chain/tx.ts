@@ -3,6 +3,7 @@ import { DecodeError, decodeCanonical, encodeCanonical } from '../codec/index.ts
 import { type Address, type SignatureVerifier, type Signer, sha256Hex } from '../crypto/index.ts'
 import { STAKE_ROLES, type StakeRole } from '../params/index.ts'
 import { addressSchema, amountSchema, chainIdSchema, cidSchema, signatureSchema, uintSchema } from './schema.ts'
+import { GOV_CHOICES, type GovChoice } from './state/types.ts'
 import { type SignedVote, signedVoteSchema } from './vote.ts'
 import { MAX_VOUCHER_BYTES } from './voucher.ts'
 
@@ -16,11 +17,17 @@ export type TxBody =
   | { type: 'escrow-topup'; amount: bigint }
   | { type: 'escrow-close' }
   | { type: 'redeem'; vouchers: Uint8Array[]; served: Array<{ model: string; tokens: bigint }> }
+  | { type: 'gov-propose'; changes: Array<[string, string]>; applyHeight: number }
+  | { type: 'gov-vote'; proposal: number; choice: GovChoice }
 
 /** Most vouchers one `redeem` carries (the transaction size limit usually binds first). */
 export const MAX_REDEEM_VOUCHERS = 1_024
 /** Most models one `redeem` reports served load for. */
 export const MAX_REDEEM_MODELS = 64
+/** Most parameter changes one `gov-propose` carries. */
+export const MAX_GOV_CHANGES = 16
+/** A parameter value in a proposal: a non-negative integer as a canonical decimal string (at most 20 digits). */
+export const paramValueSchema = z.string().regex(/^(0|[1-9][0-9]{0,19})$/, 'a non-negative integer as a decimal string')
 
 export type TxType = TxBody['type']
 
@@ -67,7 +74,18 @@ const bodySchema = z.discriminatedUnion('type', [
         .max(MAX_REDEEM_VOUCHERS),
       served: z.array(z.object({ model: cidSchema, tokens: amountSchema }).strict()).max(MAX_REDEEM_MODELS)
     })
-    .strict()
+    .strict(),
+  z
+    .object({
+      type: z.literal('gov-propose'),
+      changes: z
+        .array(z.tuple([z.string().min(1).max(64), paramValueSchema]))
+        .min(1)
+        .max(MAX_GOV_CHANGES),
+      applyHeight: uintSchema
+    })
+    .strict(),
+  z.object({ type: z.literal('gov-vote'), proposal: uintSchema, choice: z.enum(GOV_CHOICES) }).strict()
 ])
 
 export const signedTxSchema = z

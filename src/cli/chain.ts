@@ -1,4 +1,4 @@
-import type { TxBody } from '../chain/index.ts'
+import type { GovChoice, TxBody } from '../chain/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import { STAKE_ROLES, type StakeRole } from '../params/index.ts'
 import { callApi } from './api-client.ts'
@@ -38,6 +38,79 @@ export async function runFees(api: string, json: boolean, out: NodeJS.WritableSt
     const multiplier = (Number(m.multiplier) / 1_000_000).toFixed(4)
     out.write(`${m.cid}  ${m.name}  complexity ${m.complexity}  multiplier ${multiplier}x  ${m.pricePer1kTokens} per 1k tokens\n`)
   }
+}
+
+interface GovView {
+  height: number
+  votingBlocks: number
+  quorumBps: number
+  thresholdBps: number
+  proposals: Array<{
+    id: number
+    proposer: string
+    changes: Record<string, string>
+    votingEndHeight: number
+    applyHeight: number
+    status: string
+    tally: { yes: string; no: string; abstain: string; total: string; final: boolean; passing: boolean }
+    failure: string | null
+  }>
+}
+
+const percent = (bps: number): string => `${(bps / 100).toFixed(2)}%`
+
+/** `llmesh gov ls`: open proposals and recently finished ones, newest first. */
+export async function runGovList(api: string, json: boolean, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+  const gov = (await callApi(api, '/mesh/gov/proposals')) as GovView
+  if (json) return print(out, gov)
+  out.write(
+    `height ${gov.height}; voting lasts ${gov.votingBlocks} blocks, quorum ${percent(gov.quorumBps)} of the power, yes over ${percent(gov.thresholdBps)} of yes + no\n`
+  )
+  if (gov.proposals.length === 0) out.write('no proposals\n')
+  for (const p of gov.proposals) {
+    const changes = Object.entries(p.changes)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')
+    const t = p.tally
+    const when =
+      p.status === 'voting'
+        ? `voting until ${p.votingEndHeight}, would apply at ${p.applyHeight}`
+        : `${p.status}, applies at ${p.applyHeight}`
+    const tally = `yes ${t.yes} no ${t.no} abstain ${t.abstain} of ${t.total}${t.final ? '' : t.passing ? ' (passing so far)' : ' (not passing so far)'}`
+    out.write(`#${p.id}  ${changes}  ${when}  ${tally}  by ${p.proposer}${p.failure == null ? '' : `  failed: ${p.failure}`}\n`)
+  }
+}
+
+/** `--set name=value` flags as a proposal's changes. */
+export function parseGovChanges(sets: readonly string[]): Array<[string, string]> {
+  if (sets.length === 0) {
+    throw new TxCommandError('BAD_ARGUMENT', 'a proposal needs at least one change', {
+      hint: 'give --set NAME=VALUE, e.g. --set baseFee=20'
+    })
+  }
+  return sets.map((set) => {
+    const m = /^([A-Za-z][A-Za-z0-9]*)=(0|[1-9][0-9]{0,19})$/.exec(set)
+    if (m == null) {
+      throw new TxCommandError('BAD_ARGUMENT', `--set ${set} is not NAME=VALUE`, {
+        hint: 'the value is a whole number (amounts in the smallest unit), e.g. --set baseFee=20; `llmesh gov ls --json` lists the governable names'
+      })
+    }
+    return [m[1] as string, m[2] as string]
+  })
+}
+
+// the chain's GOV_CHOICES, written out: loading the chain module here would slow every command of this file
+const GOV_CHOICES: readonly GovChoice[] = ['yes', 'no', 'abstain']
+
+/** `gov vote ID CHOICE` arguments. */
+export function parseGovVote(id: string, choice: string): { proposal: number; choice: GovChoice } {
+  if (!/^(0|[1-9][0-9]{0,14})$/.test(id)) {
+    throw new TxCommandError('BAD_ARGUMENT', `${id} is not a proposal id`, { hint: '`llmesh gov ls` lists the proposals' })
+  }
+  if (!(GOV_CHOICES as readonly string[]).includes(choice)) {
+    throw new TxCommandError('BAD_ARGUMENT', `${choice} is not a vote`, { hint: `vote ${GOV_CHOICES.join(', ')}` })
+  }
+  return { proposal: Number(id), choice: choice as GovChoice }
 }
 
 export function parseAmount(flag: string, value: string): bigint {

@@ -267,6 +267,38 @@ export function buildProgram(): Command {
     async (o: TxOpts) => submit(o, { type: 'escrow-close' })
   )
 
+  const gov = program.command('gov').description('governance: propose and vote on changes of the chain parameters')
+  txOptions(
+    gov
+      .command('propose')
+      .description('propose parameter changes; if the validators pass them, they apply at the end of block --at')
+      .option('--set <name=value>', 'a parameter and its new value, e.g. baseFee=20 (repeatable)', collect, [] as string[])
+      .requiredOption(
+        '--at <height>',
+        'apply height: at least the height of the block that carries the proposal + govVotingBlocks',
+        intOption('--at', 1, Number.MAX_SAFE_INTEGER)
+      )
+  ).action(async (o: TxOpts & { set: string[]; at: number }) => {
+    const { parseGovChanges } = await import('./chain.ts')
+    await submit(o, { type: 'gov-propose', changes: parseGovChanges(o.set), applyHeight: o.at })
+  })
+  txOptions(
+    gov
+      .command('vote')
+      .argument('<id>', 'proposal id (see gov ls)')
+      .argument('<choice>', 'yes, no or abstain')
+      .description('vote on an open proposal (validators of its snapshot); a later vote replaces an earlier one')
+  ).action(async (id: string, choice: string, o: TxOpts) => {
+    const { parseGovVote } = await import('./chain.ts')
+    await submit(o, { type: 'gov-vote', ...parseGovVote(id, choice) })
+  })
+  apiOptions(gov.command('ls').description('open proposals and recently finished ones, with their tallies'))
+    .option('--json', 'print JSON')
+    .action(async (o: { api?: string; home?: string; json?: boolean }) => {
+      const { runGovList } = await import('./chain.ts')
+      await runGovList(await resolveApi({ api: o.api, home: o.home }), o.json === true)
+    })
+
   apiOptions(program.command('fees').description('the current price of every registered model'))
     .option('--json', 'print JSON')
     .action(async (o: { api?: string; home?: string; json?: boolean }) => {

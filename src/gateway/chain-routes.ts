@@ -1,6 +1,19 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { z } from 'zod'
-import { blockHash, complexityOf, decodeTx, MULTIPLIER_ONE, tokensValue, totalSupply, txHash } from '../chain/index.ts'
+import {
+  blockHash,
+  type ChainState,
+  complexityOf,
+  decodeTx,
+  GOVERNABLE_PARAMS,
+  type GovProposal,
+  MULTIPLIER_ONE,
+  tallyPasses,
+  tallyProposal,
+  tokensValue,
+  totalSupply,
+  txHash
+} from '../chain/index.ts'
 import type { ChainService, LlmeshNode } from '../node/index.ts'
 import { STAKE_ROLES, TREASURY_ADDRESS } from '../params/index.ts'
 import { apiError } from './errors.ts'
@@ -24,6 +37,23 @@ const TxBody = z
       .regex(/^[A-Za-z0-9+/=]+$/, 'base64')
   })
   .strict()
+
+/** A proposal for people: its changes as an object, and the tally (final once voting ended, else so far). */
+function proposalView(p: GovProposal, s: ChainState) {
+  const tally = p.tally ?? tallyProposal(p, s.jailed)
+  return {
+    id: p.id,
+    proposer: p.proposer,
+    changes: Object.fromEntries(p.changes),
+    height: p.height,
+    votingEndHeight: p.votingEndHeight,
+    applyHeight: p.applyHeight,
+    status: p.status,
+    votes: Object.fromEntries(p.votes),
+    tally: { ...tally, final: p.tally != null, passing: tallyPasses(tally, s.params) },
+    failure: p.failure
+  }
+}
 
 function noChain(reply: FastifyReply) {
   return reply
@@ -145,6 +175,37 @@ export function registerChainRoutes(app: FastifyInstance, node: LlmeshNode): voi
       },
       ...s.totals
     })
+  })
+
+  app.get('/mesh/gov/proposals', async (_req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const s = chain.state
+    return toJson({
+      height: s.height,
+      votingBlocks: s.params.govVotingBlocks,
+      quorumBps: s.params.govQuorumBps,
+      thresholdBps: s.params.govThresholdBps,
+      governable: GOVERNABLE_PARAMS,
+      proposals: [...s.proposals.values()].sort((a, b) => b.id - a.id).map((p) => proposalView(p, s))
+    })
+  })
+
+  app.get<{ Params: { id: string } }>('/mesh/gov/proposals/:id', async (req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const p = /^(0|[1-9][0-9]{0,14})$/.test(req.params.id) ? chain.state.proposals.get(Number(req.params.id)) : undefined
+    if (p == null)
+      return reply
+        .status(404)
+        .send(
+          apiError(
+            `no proposal ${req.params.id.slice(0, 40)} (finished ones are kept for a while only)`,
+            'invalid_request_error',
+            'not_found'
+          )
+        )
+    return toJson(proposalView(p, chain.state))
   })
 
   app.post('/mesh/tx', async (req, reply) => {

@@ -10,6 +10,7 @@ import {
 } from '../inference/index.ts'
 import { EdgeError, type MeshGeneration, type MeshInference } from '../node/mesh-inference.ts'
 import { EDGE_DEFAULTS, INFERENCE_LIMITS } from '../params/index.ts'
+import { PaymentError } from '../payments/index.ts'
 import { apiError } from './errors.ts'
 
 /**
@@ -126,6 +127,15 @@ function meshError(err: unknown): RequestError {
     if (err.code === 'ALL_HOSTS_BUSY') return new RequestError(429, 'rate_limit_exceeded', err.message, 'rate_limit_error')
     return new RequestError(503, err.code === 'NO_HOST' ? 'no_host' : 'hosts_unavailable', err.message, 'server_error')
   }
+  if (err instanceof PaymentError || (err instanceof HostError && (err.code === 'insufficient_quota' || err.code === 'payment_required'))) {
+    const quota = err.code === 'insufficient_quota'
+    return new RequestError(
+      402,
+      quota ? 'insufficient_quota' : 'payment_required',
+      err.message,
+      quota ? 'insufficient_quota' : 'invalid_request_error'
+    )
+  }
   if (err instanceof HostError) {
     if (err.code === 'too_large') return new RequestError(413, 'prompt_too_large', err.message)
     if (err.code === 'invalid_request') return new RequestError(400, 'invalid_request', err.message)
@@ -137,7 +147,13 @@ function meshError(err: unknown): RequestError {
 }
 
 function llmeshField(g: MeshGeneration) {
-  return { host: g.host, model: g.model, receipt: Buffer.from(g.receiptBytes).toString('base64'), receiptJson: receiptJson(g.receipt) }
+  return {
+    host: g.host,
+    model: g.model,
+    cost: g.receipt.cost.toString(),
+    receipt: Buffer.from(g.receiptBytes).toString('base64'),
+    receiptJson: receiptJson(g.receipt)
+  }
 }
 
 function usage(g: MeshGeneration) {
@@ -150,7 +166,12 @@ function finishReason(g: MeshGeneration): 'stop' | 'length' {
 }
 
 function meshHeaders(g: MeshGeneration): Record<string, string> {
-  return { 'x-llmesh-host': g.host, 'x-llmesh-model': g.model, 'x-llmesh-receipt': Buffer.from(g.receiptBytes).toString('base64') }
+  return {
+    'x-llmesh-host': g.host,
+    'x-llmesh-model': g.model,
+    'x-llmesh-cost': g.receipt.cost.toString(),
+    'x-llmesh-receipt': Buffer.from(g.receiptBytes).toString('base64')
+  }
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, mesh: () => MeshInference | undefined): void {

@@ -15,6 +15,17 @@ export type HostLimits = { -readonly [K in keyof typeof HOST_LIMITS]: number }
 /** Why a host cut a session off (counted by the node's metrics). */
 export type SessionRejectReason = 'malformed' | 'too_large' | 'no_hello' | 'bad_seal' | 'duplicate_job'
 
+/**
+ * How a host gets paid (src/payments implements it): `admit` checks a job's voucher before it runs
+ * (throws an error whose `code` is `payment_required` or `insufficient_quota`), `bill` prices it
+ * when it ends, `paid` takes a voucher sent after a job.
+ */
+export interface JobPayments {
+  admit(model: string, voucher: Uint8Array | undefined, promptBytes: number, maxTokens: number): { payer: string | null; release(): void }
+  bill(payer: string | null, model: string, promptTokens: number, completionTokens: number): bigint
+  paid(voucher: Uint8Array): void
+}
+
 export interface InferenceHostComponents {
   libp2p: MeshLibp2p
   log: Logger
@@ -24,6 +35,8 @@ export interface InferenceHostComponents {
   sealKeys: SealKeyPair
   now: () => number
   onRejected?: (reason: SessionRejectReason) => void
+  /** Payments for priced models; none: every job runs unpaid. */
+  payments?: JobPayments
   /** Every job's outcome: `done`, or the error code sent back. */
   onJob?: (outcome: 'done' | JobErrorCode) => void
 }
@@ -179,6 +192,14 @@ export class InferenceHost {
           this.startJob(peer, frame.id, plain, channel, jobs, writer)
         } else if (frame.t === 'cancel') {
           jobs.get(frame.id)?.abort()
+        } else if (frame.t === 'pay') {
+          let voucher: Uint8Array
+          try {
+            voucher = channel.open(frame.body, frameAad('pay', frame.id))
+          } catch {
+            throw new SessionRejected('bad_seal')
+          }
+          this.c.payments?.paid(voucher)
         } else throw new SessionRejected('malformed')
       }
     } catch (err) {
@@ -228,6 +249,21 @@ export class InferenceHost {
       else fail('invalid_request', `the job is not DAG-CBOR: ${(err as Error).message}`)
       return
     }
+    let admission: { payer: string | null; release(): void } = { payer: null, release: () => {} }
+    if (this.c.payments != null) {
+      try {
+        const promptBytes =
+          request.input.prompt !== undefined
+            ? Buffer.byteLength(request.input.prompt)
+            : request.input.messages.reduce((n, m) => n + Buffer.byteLength(m.content) + 16, 0)
+        const voucher = job.voucher instanceof Uint8Array ? job.voucher : undefined
+        admission = this.c.payments.admit(request.model, voucher, promptBytes, request.params.maxTokens)
+      } catch (err) {
+        const code = (err as { code?: string }).code === 'insufficient_quota' ? 'insufficient_quota' : 'payment_required'
+        fail(code, (err as Error).message)
+        return
+      }
+    }
     const controller = new AbortController()
     let generation: ReturnType<InferenceEngine['generate']>
     try {
@@ -247,6 +283,7 @@ export class InferenceHost {
         fail('unknown_model', `model ${request.model} is not served here`)
       else if (err instanceof InferenceInputError) fail(err.code === 'PROMPT_TOO_LONG' ? 'too_large' : 'invalid_request', err.message)
       else fail('failed', (err as Error).message)
+      admission.release()
       return
     }
     jobs.set(id, controller)
@@ -275,6 +312,7 @@ export class InferenceHost {
           if (full !== undefined) await full
         }
         const result = await generation.result
+        const cost = this.c.payments?.bill(admission.payer, request.model, result.promptTokens, result.completionTokens) ?? 0n
         const receipt = signReceipt(this.c.signer, {
           v: 1,
           job: jobId,
@@ -286,7 +324,9 @@ export class InferenceHost {
           promptTokens: result.promptTokens,
           completionTokens: result.completionTokens,
           finish: result.finishReason,
-          time: this.c.now()
+          time: this.c.now(),
+          cost,
+          payer: admission.payer
         })
         const body = encodeJobResult({
           finish: result.finishReason,
@@ -300,11 +340,14 @@ export class InferenceHost {
       } catch (err) {
         if (controller.signal.aborted) this.c.onJob?.('cancelled')
         else if (err instanceof InferenceTimeoutError) fail('timeout', err.message)
+        // a prompt longer than the model's context is found once it is tokenized, inside the generation
+        else if (err instanceof InferenceInputError) fail(err.code === 'PROMPT_TOO_LONG' ? 'too_large' : 'invalid_request', err.message)
         else {
           this.c.log.warn({ peer, err: (err as Error).message }, 'inference job failed')
           fail('failed', (err as Error).message)
         }
       } finally {
+        admission.release()
         jobs.delete(id)
         budget.jobs--
         this.running--

@@ -33,11 +33,13 @@ export class HostError extends LlmeshError<HostErrorCode> {
 
   /** True if another host may well succeed with the same request. */
   get retryable(): boolean {
-    return !['invalid_request', 'too_large', 'cancelled'].includes(this.code)
+    return !['invalid_request', 'too_large', 'cancelled', 'payment_required', 'insufficient_quota'].includes(this.code)
   }
 }
 
 export interface JobOutcome {
+  /** The job's number in its session. */
+  id: number
   text: string
   result: JobResult
   receipt: Receipt
@@ -47,6 +49,7 @@ export interface JobOutcome {
 
 interface PendingJob {
   jobId: string
+  model: string
   input: Uint8Array
   pieces: string[]
   onToken: (text: string) => void
@@ -166,7 +169,7 @@ export class HostSession {
       resolve = res
       reject = rej
     })
-    this.jobs.set(id, { jobId: job.job, input, pieces: [], onToken, resolve, reject })
+    this.jobs.set(id, { jobId: job.job, model: job.model, input, pieces: [], onToken, resolve, reject })
     const onAbort = (): void => {
       if (!this.jobs.has(id)) return
       this.jobs.delete(id)
@@ -181,6 +184,12 @@ export class HostSession {
     // sealed when its batch is written; a failed write closes the session (the writer's onError)
     void this.writer.write(() => encodeFrame({ t: 'req', id, body: this.channel.seal(input, frameAad('req', id)) })).catch(() => {})
     return promise
+  }
+
+  /** Sends a voucher after job `id` (the payment for it); best effort: the next job's voucher covers it too. */
+  pay(id: number, voucher: Uint8Array): void {
+    if (this.closedWith != null) return
+    void this.writer.write(() => encodeFrame({ t: 'pay', id, body: this.channel.seal(voucher, frameAad('pay', id)) })).catch(() => {})
   }
 
   close(err: Error = new HostError('session_closed', this.host, 'session closed')): void {
@@ -218,7 +227,7 @@ export class HostSession {
       this.jobs.delete(frame.id)
       const text = job.pieces.join('')
       try {
-        job.resolve({ text, result, receipt: this.checkReceipt(job, result, text), receiptBytes: result.receipt })
+        job.resolve({ id: frame.id, text, result, receipt: this.checkReceipt(job, result, text), receiptBytes: result.receipt })
       } catch (err) {
         job.reject(err as Error)
       }
@@ -242,6 +251,8 @@ export class HostSession {
     if (!equals(receipt.output, sha256(text))) throw bad('a different output')
     if (receipt.promptTokens !== result.promptTokens || receipt.completionTokens !== result.completionTokens)
       throw bad('other token counts')
+    if (receipt.finish !== result.finish) throw bad('another finish reason')
+    if (receipt.model !== job.model) throw bad('another model')
     return receipt
   }
 }

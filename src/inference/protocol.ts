@@ -11,6 +11,7 @@ import type { ChatMessage, FinishReason, NormalizedRequest } from './engine.ts'
  *   edge → host  hello  { enc }                       once: opens the sealed session (HPKE)
  *   edge → host  req    { id, body: sealed job }      starts job `id`
  *   edge → host  cancel { id }                        stops job `id`
+ *   edge → host  pay    { id, body: sealed voucher }  a later voucher after job `id` (pays for it)
  *   host → edge  tok    { id, body: sealed text }     a piece of the answer
  *   host → edge  end    { id, body: sealed result }   the job finished; the result carries the signed receipt
  *   host → edge  err    { id, code, message }         the job failed (codes: {@link JOB_ERROR_CODES})
@@ -25,7 +26,9 @@ export type JobErrorCode = (typeof JOB_ERROR_CODES)[number]
 /**
  * `busy` and `rate_limited`: the host refuses for now (the edge tries another); `unknown_model`:
  * not served here; `invalid_request` and `too_large`: the request itself is wrong; `timeout`,
- * `failed`: the job broke; `cancelled`: the edge cancelled it.
+ * `failed`: the job broke; `cancelled`: the edge cancelled it; `payment_required`: the model
+ * has a price and the job came with no voucher or a bad one; `insufficient_quota`: the payer's
+ * escrow cannot cover it.
  */
 export const JOB_ERROR_CODES = [
   'busy',
@@ -35,7 +38,9 @@ export const JOB_ERROR_CODES = [
   'too_large',
   'timeout',
   'failed',
-  'cancelled'
+  'cancelled',
+  'payment_required',
+  'insufficient_quota'
 ] as const
 
 export type Frame =
@@ -43,6 +48,7 @@ export type Frame =
   | { t: 'hello'; enc: Uint8Array }
   | { t: 'req'; id: number; body: Uint8Array }
   | { t: 'cancel'; id: number }
+  | { t: 'pay'; id: number; body: Uint8Array }
   | { t: 'tok'; id: number; body: Uint8Array }
   | { t: 'end'; id: number; body: Uint8Array }
   | { t: 'err'; id: number; code: JobErrorCode; message: string }
@@ -88,6 +94,7 @@ export function decodeFrame(bytes: Uint8Array): Frame {
       if (keys !== 2 || !isBytes(v.enc, 64)) throw malformed('bad hello')
       return v as Frame
     case 'req':
+    case 'pay':
     case 'tok':
     case 'end':
       if (keys !== 3 || !isId(v.id) || !isBytes(v.body, max)) throw malformed(`bad ${v.t}`)
@@ -195,9 +202,9 @@ export class FrameWriter {
 }
 
 /** Associated data of a sealed body: its frame's type and job id. */
-export function frameAad(t: 'req' | 'tok' | 'end', id: number): Uint8Array {
+export function frameAad(t: 'req' | 'tok' | 'end' | 'pay', id: number): Uint8Array {
   const aad = new Uint8Array(5)
-  aad[0] = t === 'req' ? 1 : t === 'tok' ? 2 : 3
+  aad[0] = t === 'req' ? 1 : t === 'tok' ? 2 : t === 'end' ? 3 : 4
   new DataView(aad.buffer).setUint32(1, id)
   return aad
 }
@@ -215,6 +222,8 @@ export interface Job {
   topK: number | null
   topP: number | null
   stop: string[]
+  /** The payer's voucher to the host, for a model with a price (see src/payments). */
+  voucher?: Uint8Array
 }
 
 export function jobFromRequest(jobId: string, request: NormalizedRequest): Job {

@@ -30,6 +30,10 @@ export interface ReceiptBody {
   finish: 'stop' | 'length' | 'aborted'
   /** Host clock when the job ended, ms since the epoch. */
   time: number
+  /** What the job costs the payer, in the smallest unit (0: the model has no price on chain). */
+  cost: bigint
+  /** Who pays: the payer of the voucher that came with the job, or null for an unpaid job. */
+  payer: string | null
 }
 
 export interface Receipt extends ReceiptBody {
@@ -62,6 +66,16 @@ const ReceiptSchema = z
     completionTokens: count,
     finish: z.enum(['stop', 'length', 'aborted']),
     time: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    cost: z
+      .union([
+        z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+        z
+          .bigint()
+          .min(0n)
+          .max(2n ** 64n - 1n)
+      ])
+      .transform((v) => BigInt(v)),
+    payer: z.string().min(1).max(64).nullable(),
     sig: z.instanceof(Uint8Array).refine((b) => b.byteLength === 64, { message: 'must be 64 bytes' })
   })
   .strict()
@@ -71,8 +85,8 @@ export function sha256(data: Uint8Array | string): Uint8Array {
 }
 
 function bodyBytes(body: ReceiptBody): Uint8Array {
-  const { v, job, model, host, client, input, output, promptTokens, completionTokens, finish, time } = body
-  return encodeCanonical({ v, job, model, host, client, input, output, promptTokens, completionTokens, finish, time })
+  const { v, job, model, host, client, input, output, promptTokens, completionTokens, finish, time, cost, payer } = body
+  return encodeCanonical({ v, job, model, host, client, input, output, promptTokens, completionTokens, finish, time, cost, payer })
 }
 
 /** Signs a receipt with the host's key (`body.host` must be the signer's address); returns its canonical bytes. */
@@ -96,7 +110,7 @@ export function verifyReceipt(bytes: Uint8Array, verifier: SignatureVerifier = n
 }
 
 /** A receipt as JSON (hashes and signature in hex), for the HTTP API. */
-export function receiptJson(r: Receipt): Record<string, string | number> {
+export function receiptJson(r: Receipt): Record<string, string | number | null> {
   return {
     v: r.v,
     job: r.job,
@@ -109,6 +123,8 @@ export function receiptJson(r: Receipt): Record<string, string | number> {
     completionTokens: r.completionTokens,
     finish: r.finish,
     time: r.time,
+    cost: r.cost.toString(),
+    payer: r.payer,
     sig: Buffer.from(r.sig).toString('hex')
   }
 }

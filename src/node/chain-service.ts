@@ -18,6 +18,7 @@ import {
   Mempool,
   type SignedVote,
   signTx,
+  type TxBody,
   TxCache,
   txHash,
   verifyProposal,
@@ -332,19 +333,18 @@ export class ChainService {
     this.c.log.info({ height: block.header.height, hash, txs: block.txs.length }, 'committed block')
   }
 
-  private reportEvidence(a: SignedVote, b: SignedVote): void {
+  /** Signs a transaction with this node's key (next nonce, minimum fee) and submits it. */
+  submitOwn(body: TxBody): AddResult {
     const signer = this.init.signer
     const tx = signTx(
-      {
-        chainId: this.state.chainId,
-        from: signer.address,
-        nonce: this.nextNonce(signer.address),
-        fee: this.state.params.minTxFee,
-        body: { type: 'evidence', a, b }
-      },
+      { chainId: this.state.chainId, from: signer.address, nonce: this.nextNonce(signer.address), fee: this.state.params.minTxFee, body },
       signer
     )
-    const result = this.submit(encodeTx(tx))
+    return this.submit(encodeTx(tx))
+  }
+
+  private reportEvidence(a: SignedVote, b: SignedVote): void {
+    const result = this.submitOwn({ type: 'evidence', a, b })
     this.c.log.warn({ validator: a.validator, height: a.height, accepted: result.ok }, 'double-sign seen; evidence submitted')
   }
 

@@ -10,6 +10,7 @@ import {
   type NormalizedRequest
 } from '../inference/index.ts'
 import { EDGE_DEFAULTS } from '../params/index.ts'
+import { type EdgePayments, PaymentError } from '../payments/index.ts'
 import type { HostCandidate, HostStats, Router } from '../routing/index.ts'
 
 /** A model some live host on the mesh serves. */
@@ -43,6 +44,8 @@ export interface MeshInferenceComponents {
   now: () => number
   /** DHT lookup of peers providing a CID: hosts whose advert this edge missed. */
   findProviders?: (cid: string) => Promise<string[]>
+  /** Pays hosts for priced models (needs the chain); none: jobs go unpaid. */
+  payments?: EdgePayments
 }
 
 export interface GenerateCallbacks {
@@ -171,8 +174,9 @@ export class MeshInference {
       try {
         const session = await this.c.sessions.get(host)
         if (!session.models.has(model.cid)) throw new HostError('unknown_model', host, `host ${host} does not serve ${model.cid}`)
+        const payment = this.c.payments?.prepare(host, model.cid, promptBytes(request), request.params.maxTokens)
         const outcome = await session.run(
-          job,
+          payment == null ? job : { ...job, voucher: payment.voucher },
           (text) => {
             onFirst()
             callbacks.onToken?.(text)
@@ -181,8 +185,17 @@ export class MeshInference {
         )
         onFirst()
         router.succeeded(host)
+        if (payment != null && this.c.payments != null) {
+          // pay for this job at once, so the host can redeem all of it
+          try {
+            session.pay(outcome.id, this.c.payments.settle(host, payment, outcome.receipt.cost))
+          } catch (err) {
+            throw new HostError('bad_host', host, (err as Error).message, err)
+          }
+        }
         return { ...outcome, host, model: model.cid, failedHosts: failed }
       } catch (err) {
+        if (err instanceof PaymentError) throw err
         const hostError = silent
           ? new HostError('timeout', host, `host ${host} sent no token within ${this.firstTokenTimeoutMs} ms`)
           : err instanceof HostError
@@ -225,6 +238,13 @@ export class MeshInference {
       priceMultiplier: h.advert.priceBps / 10_000
     }))
   }
+}
+
+/** UTF-8 bytes of a request's prompt (or of its messages): the bound on its prompt tokens that prices it before it runs. */
+function promptBytes(request: NormalizedRequest): number {
+  const input = request.input
+  if (input.prompt !== undefined) return Buffer.byteLength(input.prompt)
+  return input.messages.reduce((n, m) => n + Buffer.byteLength(m.content) + 16, 0)
 }
 
 function looksLikeCid(s: string): boolean {

@@ -28,6 +28,7 @@ import {
   type Role,
   VERSION
 } from '../params/index.ts'
+import { EdgePayments, HostPayments } from '../payments/index.ts'
 import { Router } from '../routing/index.ts'
 import { ChainService, GenesisFileError } from './chain-service.ts'
 import type { NodeConfig } from './config.ts'
@@ -88,6 +89,7 @@ export class LlmeshNode {
   private adverts: HostAdverts | undefined
   private sessions: HostSessions | undefined
   private _mesh: MeshInference | undefined
+  private hostPayments: HostPayments | undefined
 
   constructor(init: LlmeshNodeInit) {
     this.config = init.config
@@ -216,6 +218,17 @@ export class LlmeshNode {
       await engine.start()
       await this.loadModels(engine)
       const sealKeys = await deriveSealKeyPair(this.privateKey.raw.subarray(0, 32))
+      const chain = this._chain
+      if (chain != null) {
+        this.hostPayments = new HostPayments(
+          { chain, verifier, log: log.child({ component: 'payments' }) },
+          {
+            host: signer.address,
+            redeemIntervalMs: this.config.p2p.localNetwork ? LOCAL_NETWORK.redeemIntervalMs : HOST_DEFAULTS.redeemIntervalMs
+          }
+        )
+        this.hostPayments.start()
+      }
       const host = new InferenceHost(
         {
           libp2p,
@@ -223,6 +236,7 @@ export class LlmeshNode {
           engine,
           signer,
           sealKeys,
+          payments: this.hostPayments,
           now: this.now,
           onRejected: (reason) => metrics.rejectedMessages.inc({ protocol: INFER_PROTOCOL, reason }),
           onJob: (outcome) => metrics.hostJobs.inc({ outcome })
@@ -274,6 +288,7 @@ export class LlmeshNode {
           router: new Router({ now: this.now, random: Math.random }),
           log,
           now: this.now,
+          payments: this._chain == null ? undefined : new EdgePayments({ chain: this._chain, signer }, this._chain.state.chainId),
           // hosts whose advert this edge missed: the DHT's providers of the model (non-hosts among them fail over)
           findProviders: async (cid) => {
             const self = this.libp2p.peerId.toString()
@@ -335,6 +350,7 @@ export class LlmeshNode {
     this.growth?.stop()
     this.presence?.stop()
     this.adverts?.stop()
+    this.hostPayments?.stop()
     await this.sessions?.closeAll()
     await this.host?.stop().catch(() => {})
     await this.engine?.stop().catch((err) => this.log.warn({ err: (err as Error).message }, 'inference engine did not stop cleanly'))

@@ -72,6 +72,7 @@ export const LOCAL_NETWORK = {
   discoveryIntervalMs: 2_000,
   presenceIntervalMs: 5_000,
   advertIntervalMs: 2_000,
+  redeemIntervalMs: 3_000,
   inboundConnectionThreshold: 1_000,
   allow: ['/ip4/127.0.0.1', '/ip6/::1']
 } as const
@@ -150,7 +151,9 @@ export const HOST_DEFAULTS = {
   /** How often a host advertises its models and load. */
   advertIntervalMs: 10_000,
   /** An advert older than this many intervals is forgotten (the host is presumed gone). */
-  advertTtlIntervals: 3
+  advertTtlIntervals: 3,
+  /** How often a host redeems its latest vouchers on chain. */
+  redeemIntervalMs: 60_000
 } as const
 
 /** How an edge talks to hosts. */
@@ -221,6 +224,12 @@ export interface ChainParams {
   maxMultiplier: bigint
   /** Blocks between `escrow-close` and the release of what is left, so hosts can still redeem. */
   escrowCloseDelayBlocks: number
+  /** Blocks a governance proposal is open for votes, counted from the block that carries it. */
+  govVotingBlocks: number
+  /** Share of the proposal's snapshot power that must vote (yes, no or abstain) for the tally to count, in basis points. */
+  govQuorumBps: number
+  /** A proposal passes if yes is more than this share of yes + no, in basis points (5,000: a majority). */
+  govThresholdBps: number
 }
 
 export const CHAIN_DEFAULTS: ChainParams = {
@@ -241,10 +250,13 @@ export const CHAIN_DEFAULTS: ChainParams = {
   targetTokensPerBlock: 10_000n,
   minMultiplier: 100_000n,
   maxMultiplier: 100_000_000n,
-  escrowCloseDelayBlocks: 100
+  escrowCloseDelayBlocks: 100,
+  govVotingBlocks: 100,
+  govQuorumBps: 3_340,
+  govThresholdBps: 5_000
 }
 
-/** Allowed range of each chain parameter; genesis and (later) governance are checked against it. */
+/** Allowed range of each chain parameter; genesis and governance proposals are checked against it. */
 export const CHAIN_PARAM_BOUNDS: { [K in keyof ChainParams]: [ChainParams[K], ChainParams[K]] } = {
   blockTimeMs: [100, 60_000],
   unbondingBlocks: [1, 10_000_000],
@@ -263,7 +275,10 @@ export const CHAIN_PARAM_BOUNDS: { [K in keyof ChainParams]: [ChainParams[K], Ch
   targetTokensPerBlock: [1n, 2n ** 48n],
   minMultiplier: [1n, 2n ** 40n],
   maxMultiplier: [1n, 2n ** 40n],
-  escrowCloseDelayBlocks: [1, 10_000_000]
+  escrowCloseDelayBlocks: [1, 10_000_000],
+  govVotingBlocks: [1, 1_000_000],
+  govQuorumBps: [1_000, 10_000],
+  govThresholdBps: [5_000, 9_999]
 }
 
 /** Consensus timeouts of a real network (the simulation sets its own). */

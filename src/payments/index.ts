@@ -4,5 +4,9 @@
  */
 export type { Voucher, VoucherBody, VoucherErrorCode } from '../chain/voucher.ts'
 export { MAX_VOUCHER_BYTES, signVoucher, VoucherError, verifyVoucher } from '../chain/voucher.ts'
+export type { JobPayment } from './edge-payments.ts'
+export { EdgePayments } from './edge-payments.ts'
+export type { Admission, PaymentErrorCode, PaymentsChain } from './host-payments.ts'
+export { escrowView, HostPayments, maxJobCost, PaymentError } from './host-payments.ts'
 export type { EscrowView } from './voucher.ts'
 export { VoucherBook, VoucherWallet } from './voucher.ts'

@@ -25,23 +25,24 @@ export class VoucherBook {
   ) {}
 
   /**
-   * Takes a voucher that must pay at least `price` more than the latest one from its payer.
-   * Returns the voucher; throws {@link VoucherError} (and changes nothing) otherwise.
+   * Takes a voucher of at least `required` in total (what the payer owes this host so far), later
+   * than the last one held from its payer and within its escrow. Returns the voucher; throws
+   * {@link VoucherError} (and changes nothing) otherwise.
    */
-  accept(bytes: Uint8Array, price: bigint, chain: EscrowView): Voucher {
+  accept(bytes: Uint8Array, required: bigint, chain: EscrowView): Voucher {
     const v = verifyVoucher(bytes, this.verifier)
     if (v.chainId !== this.chainId) throw new VoucherError('VOUCHER_WRONG_CHAIN', `voucher for chain ${v.chainId}, not ${this.chainId}`)
     if (v.host !== this.host) throw new VoucherError('VOUCHER_WRONG_HOST', `voucher to ${v.host}, not to this host`)
     const escrow = chain.escrowBalance(v.payer)
     if (escrow == null) throw new VoucherError('VOUCHER_NO_ESCROW', `payer ${v.payer} has no open escrow`)
-    const redeemed = chain.redeemed(v.payer, this.host)
     const previous = this.latest.get(v.payer)
-    const floor = previous != null && previous.amount > redeemed ? previous.amount : redeemed
     if (previous != null && v.seq <= previous.seq)
       throw new VoucherError('VOUCHER_STALE', `voucher seq ${v.seq} is not after ${previous.seq}`)
-    if (v.amount < floor + price) {
-      throw new VoucherError('VOUCHER_UNDERPAID', `voucher pays ${v.amount - floor} more, the request costs ${price}`)
+    if (previous != null && v.amount < previous.amount) {
+      throw new VoucherError('VOUCHER_STALE', `voucher of ${v.amount} is below the ${previous.amount} already signed`)
     }
+    if (v.amount < required) throw new VoucherError('VOUCHER_UNDERPAID', `voucher of ${v.amount} does not cover the ${required} owed`)
+    const redeemed = chain.redeemed(v.payer, this.host)
     if (v.amount - redeemed > escrow) {
       throw new VoucherError('VOUCHER_OVER_ESCROW', `voucher asks ${v.amount - redeemed} of an escrow holding ${escrow}`)
     }
@@ -65,8 +66,8 @@ export class VoucherBook {
 }
 
 /**
- * The payer's side: the running total it owes each host. Every voucher it signs is final (the
- * host may redeem it), so the total rises as it signs.
+ * The payer's side: what it owes each host (the costs it accepted from their receipts) and the
+ * next voucher to each, which always covers all of it.
  */
 export class VoucherWallet {
   private readonly owed = new Map<Address, { amount: bigint; seq: number }>()
@@ -76,11 +77,17 @@ export class VoucherWallet {
     private readonly chainId: string
   ) {}
 
-  /** A voucher paying `amount` more to `host`. */
-  pay(host: Address, amount: bigint): Uint8Array {
-    if (amount < 0n) throw new RangeError('a voucher never pays less than the last one')
+  /** Adds a cost to what is owed to `host`. */
+  charge(host: Address, amount: bigint): void {
+    if (amount < 0n) throw new RangeError('a cost is not negative')
     const current = this.owed.get(host) ?? { amount: 0n, seq: 0 }
-    const next = { amount: current.amount + amount, seq: current.seq + 1 }
+    this.owed.set(host, { amount: current.amount + amount, seq: current.seq })
+  }
+
+  /** A new voucher to `host` for everything owed to it so far. */
+  voucher(host: Address): Uint8Array {
+    const current = this.owed.get(host) ?? { amount: 0n, seq: 0 }
+    const next = { amount: current.amount, seq: current.seq + 1 }
     this.owed.set(host, next)
     return signVoucher(this.signer, { chainId: this.chainId, host, amount: next.amount, seq: next.seq })
   }
@@ -88,5 +95,10 @@ export class VoucherWallet {
   /** Total owed to `host` so far. */
   owedTo(host: Address): bigint {
     return this.owed.get(host)?.amount ?? 0n
+  }
+
+  /** Hosts owed anything. */
+  hosts(): Address[] {
+    return [...this.owed.keys()]
   }
 }

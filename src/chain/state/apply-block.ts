@@ -5,6 +5,7 @@ import { decodeTx, type SignedTx, txHash } from '../tx.ts'
 import type { TxCache } from '../tx-cache.ts'
 import { checkCommit, validatorsHash } from '../validator-set.ts'
 import { settleBlock } from './apply-economy.ts'
+import { settleGovernance } from './apply-governance.ts'
 import { releaseUnbonding } from './apply-staking.ts'
 import { applyTxToDraft } from './apply-tx.ts'
 import { StateDraft } from './draft.ts'
@@ -20,9 +21,14 @@ function beginBlock(d: StateDraft, height: number): void {
   releaseUnbonding(d, height)
 }
 
-/** Ends a block: settles the economy (escrow releases, demand multipliers), records it and rotates the validator sets (stake changes act one block later). */
+/**
+ * Ends a block: settles the economy (escrow releases, demand multipliers), tallies and applies
+ * governance (new parameters rule from the next block on), records it and rotates the validator
+ * sets (stake changes act one block later).
+ */
 function endBlock(d: StateDraft, height: number, time: number): void {
   settleBlock(d, height)
+  settleGovernance(d, height)
   d.height = height
   d.lastBlockTime = time
   d.lastValidators = d.validators

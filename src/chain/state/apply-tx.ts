@@ -4,6 +4,7 @@ import { MULTIPLIER_ONE } from '../economics.ts'
 import { type SignedTx, verifyTxSignature } from '../tx.ts'
 import type { TxCache } from '../tx-cache.ts'
 import { applyEscrowClose, applyEscrowOpen, applyEscrowTopup, applyRedeem } from './apply-economy.ts'
+import { applyGovPropose, applyGovVote } from './apply-governance.ts'
 import { applyEvidence, applyStake, applyUnstake } from './apply-staking.ts'
 import { StateDraft } from './draft.ts'
 import { type ChainState, TxError } from './types.ts'
@@ -94,6 +95,14 @@ export function applyTxToDraft(d: StateDraft, tx: SignedTx, ctx: TxContext): voi
       return
     case 'redeem':
       applyRedeem(d, tx.from, body.vouchers, body.served, ctx.verifier)
+      chargeFee(d, tx)
+      return
+    case 'gov-propose':
+      applyGovPropose(d, tx.from, body.changes, body.applyHeight, ctx.height)
+      chargeFee(d, tx)
+      return
+    case 'gov-vote':
+      applyGovVote(d, tx.from, body.proposal, body.choice, ctx.height)
       chargeFee(d, tx)
       return
     default: {

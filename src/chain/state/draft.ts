@@ -5,6 +5,7 @@ import {
   type ChainState,
   type EconomyTotals,
   type Escrow,
+  type GovProposal,
   type ModelMarket,
   type ModelRecord,
   stakeKey,
@@ -36,6 +37,8 @@ export class StateDraft {
   readonly redeemed: Map<string, bigint>
   readonly markets: Map<string, ModelMarket>
   totals: EconomyTotals
+  readonly proposals: Map<number, GovProposal>
+  nextProposalId: number
 
   constructor(s: ChainState) {
     this.chainId = s.chainId
@@ -56,6 +59,8 @@ export class StateDraft {
     this.redeemed = new Map(s.redeemed)
     this.markets = new Map(s.markets)
     this.totals = s.totals
+    this.proposals = new Map(s.proposals)
+    this.nextProposalId = s.nextProposalId
   }
 
   account(address: Address): Account {
@@ -89,9 +94,9 @@ export class StateDraft {
     this.credit(TREASURY_ADDRESS, amount)
   }
 
-  /** The validator set the current stakes give: eligible stakers by power, then address. */
-  computeValidatorSet(): Validator[] {
-    const min = this.params.minValidatorStake
+  /** The validator set the current stakes give (under `params`, by default the current ones): eligible stakers by power, then address. */
+  computeValidatorSet(params: ChainParams = this.params): Validator[] {
+    const min = params.minValidatorStake
     const candidates: Validator[] = []
     for (const [key, power] of this.stakes) {
       if (!key.startsWith('validator:')) continue
@@ -99,7 +104,7 @@ export class StateDraft {
       if (power >= min && !this.jailed.has(address)) candidates.push({ address, power })
     }
     candidates.sort((a, b) => (a.power === b.power ? (a.address < b.address ? -1 : 1) : a.power > b.power ? -1 : 1))
-    return candidates.slice(0, this.params.maxValidators).sort((a, b) => (a.address < b.address ? -1 : 1))
+    return candidates.slice(0, params.maxValidators).sort((a, b) => (a.address < b.address ? -1 : 1))
   }
 
   finish(): ChainState {
@@ -121,7 +126,9 @@ export class StateDraft {
       escrows: this.escrows,
       redeemed: this.redeemed,
       markets: this.markets,
-      totals: this.totals
+      totals: this.totals,
+      proposals: this.proposals,
+      nextProposalId: this.nextProposalId
     }
   }
 }

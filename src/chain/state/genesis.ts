@@ -34,7 +34,10 @@ const paramsSchema = z
     targetTokensPerBlock: decimal,
     minMultiplier: decimal,
     maxMultiplier: decimal,
-    escrowCloseDelayBlocks: z.number().int()
+    escrowCloseDelayBlocks: z.number().int(),
+    govVotingBlocks: z.number().int(),
+    govQuorumBps: z.number().int(),
+    govThresholdBps: z.number().int()
   })
   .strict()
   .partial()
@@ -121,7 +124,9 @@ export function genesisState(input: unknown, verifier: SignatureVerifier): Chain
     escrows: new Map(),
     redeemed: new Map(),
     markets: new Map(),
-    totals: { feesRedeemed: 0n, paidToHosts: 0n, paidToValidators: 0n, paidToTreasury: 0n }
+    totals: { feesRedeemed: 0n, paidToHosts: 0n, paidToValidators: 0n, paidToTreasury: 0n },
+    proposals: new Map(),
+    nextProposalId: 0
   })
   for (const a of g.accounts) {
     if (!verifier.isAddress(a.address)) throw new GenesisError('GENESIS_INVALID', `genesis: account ${a.address} is not an address`)

@@ -2,13 +2,61 @@ import { z } from 'zod'
 import { DecodeError, decodeCanonical, encodeCanonical } from '../../codec/index.ts'
 import { STAKE_ROLES } from '../../params/index.ts'
 import { addressSchema, amountSchema, hashSchema, uintSchema } from '../schema.ts'
-import type { ChainState } from './types.ts'
+import { MAX_GOV_CHANGES, paramValueSchema } from '../tx.ts'
+import { MAX_FINISHED_PROPOSALS, MAX_OPEN_PROPOSALS } from './apply-governance.ts'
+import { type ChainState, GOV_CHOICES, type GovProposal } from './types.ts'
 
 /** Largest state snapshot read back from disk. */
 export const MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
 
 const sortedEntries = <T>(m: ReadonlyMap<string, T>): Array<[string, T]> => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 const validatorSchema = z.tuple([addressSchema, amountSchema])
+const proposalSchema = z.tuple([
+  uintSchema,
+  addressSchema,
+  z.array(z.tuple([z.string().min(1).max(64), paramValueSchema])).max(MAX_GOV_CHANGES),
+  uintSchema,
+  uintSchema,
+  uintSchema,
+  z.array(validatorSchema).max(1_000),
+  z.array(z.tuple([addressSchema, z.enum(GOV_CHOICES)])).max(1_000),
+  z.enum(['voting', 'passed', 'rejected', 'applied', 'failed']),
+  z.tuple([amountSchema, amountSchema, amountSchema, amountSchema]).nullable(),
+  z.string().max(1_000).nullable()
+])
+
+function encodeProposal(p: GovProposal): unknown[] {
+  return [
+    p.id,
+    p.proposer,
+    p.changes,
+    p.height,
+    p.votingEndHeight,
+    p.applyHeight,
+    p.snapshot.map((v) => [v.address, v.power]),
+    sortedEntries(p.votes),
+    p.status,
+    p.tally == null ? null : [p.tally.yes, p.tally.no, p.tally.abstain, p.tally.total],
+    p.failure
+  ]
+}
+
+function decodeProposal(t: z.infer<typeof proposalSchema>): GovProposal {
+  const [id, proposer, changes, height, votingEndHeight, applyHeight, snapshot, votes, status, tally, failure] = t
+  return {
+    id,
+    proposer,
+    changes,
+    height,
+    votingEndHeight,
+    applyHeight,
+    snapshot: snapshot.map(([address, power]) => ({ address, power })),
+    votes: new Map(votes),
+    status,
+    tally: tally == null ? null : { yes: tally[0], no: tally[1], abstain: tally[2], total: tally[3] },
+    failure
+  }
+}
 
 const snapshotSchema = z
   .object({
@@ -36,7 +84,10 @@ const snapshotSchema = z
         targetTokensPerBlock: amountSchema,
         minMultiplier: amountSchema,
         maxMultiplier: amountSchema,
-        escrowCloseDelayBlocks: uintSchema
+        escrowCloseDelayBlocks: uintSchema,
+        govVotingBlocks: uintSchema,
+        govQuorumBps: uintSchema,
+        govThresholdBps: uintSchema
       })
       .strict(),
     accounts: z.array(z.tuple([addressSchema, amountSchema, uintSchema])),
@@ -51,7 +102,9 @@ const snapshotSchema = z
     escrows: z.array(z.tuple([addressSchema, amountSchema, uintSchema.nullable()])),
     redeemed: z.array(z.tuple([z.string().max(140), amountSchema])),
     markets: z.array(z.tuple([z.string().max(128), amountSchema, amountSchema])),
-    totals: z.tuple([amountSchema, amountSchema, amountSchema, amountSchema])
+    totals: z.tuple([amountSchema, amountSchema, amountSchema, amountSchema]),
+    proposals: z.array(proposalSchema).max(MAX_OPEN_PROPOSALS + MAX_FINISHED_PROPOSALS),
+    nextProposalId: uintSchema
   })
   .strict()
 
@@ -76,7 +129,9 @@ export function encodeState(s: ChainState): Uint8Array {
     escrows: sortedEntries(s.escrows).map(([k, e]) => [k, e.balance, e.releaseHeight]),
     redeemed: sortedEntries(s.redeemed),
     markets: sortedEntries(s.markets).map(([k, m]) => [k, m.multiplier, m.served]),
-    totals: [s.totals.feesRedeemed, s.totals.paidToHosts, s.totals.paidToValidators, s.totals.paidToTreasury]
+    totals: [s.totals.feesRedeemed, s.totals.paidToHosts, s.totals.paidToValidators, s.totals.paidToTreasury],
+    proposals: [...s.proposals.values()].sort((a, b) => a.id - b.id).map(encodeProposal),
+    nextProposalId: s.nextProposalId
   })
 }
 
@@ -109,6 +164,8 @@ export function decodeState(bytes: Uint8Array): ChainState {
     escrows: new Map(p.escrows.map(([k, balance, releaseHeight]) => [k, { balance, releaseHeight }])),
     redeemed: new Map(p.redeemed),
     markets: new Map(p.markets.map(([k, multiplier, served]) => [k, { multiplier, served }])),
-    totals: { feesRedeemed: p.totals[0], paidToHosts: p.totals[1], paidToValidators: p.totals[2], paidToTreasury: p.totals[3] }
+    totals: { feesRedeemed: p.totals[0], paidToHosts: p.totals[1], paidToValidators: p.totals[2], paidToTreasury: p.totals[3] },
+    proposals: new Map(p.proposals.map((t) => [t[0], decodeProposal(t)])),
+    nextProposalId: p.nextProposalId
   }
 }

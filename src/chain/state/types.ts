@@ -54,6 +54,43 @@ export interface EconomyTotals {
   paidToTreasury: bigint
 }
 
+export const GOV_CHOICES = ['yes', 'no', 'abstain'] as const
+export type GovChoice = (typeof GOV_CHOICES)[number]
+
+/** `voting` until `votingEndHeight`, then `passed` or `rejected`; a passed one is `applied` at `applyHeight`, or `failed` if it no longer fits. */
+export type GovProposalStatus = 'voting' | 'passed' | 'rejected' | 'applied' | 'failed'
+
+/** Power behind each choice, and the snapshot power still eligible (jailed validators leave both). */
+export interface GovTally {
+  yes: bigint
+  no: bigint
+  abstain: bigint
+  total: bigint
+}
+
+/** A governance proposal: parameter changes, the validator powers it is voted by, and the votes. */
+export interface GovProposal {
+  id: number
+  proposer: Address
+  /** `[parameter, value as a decimal string]`, as submitted. */
+  changes: ReadonlyArray<readonly [string, string]>
+  /** The block that carried it. */
+  height: number
+  /** Votes are taken up to and including this block; the tally runs at its end. */
+  votingEndHeight: number
+  /** A passed proposal's changes take effect at the end of this block. */
+  applyHeight: number
+  /** The validator set (address and power) when it was proposed: only these vote, with these weights. */
+  snapshot: readonly Validator[]
+  /** By voter; a later vote replaces an earlier one. */
+  votes: ReadonlyMap<Address, GovChoice>
+  status: GovProposalStatus
+  /** Set at the end of voting. */
+  tally: GovTally | null
+  /** Why a passed proposal could not apply (`failed`), else null. */
+  failure: string | null
+}
+
 /**
  * The whole ledger after a block. Treated as immutable: transitions return a new state and
  * never modify their input.
@@ -86,6 +123,10 @@ export interface ChainState {
   /** By model CID: every registered model has one. */
   markets: ReadonlyMap<string, ModelMarket>
   totals: EconomyTotals
+  /** Governance proposals by id: open ones and the most recent finished ones. */
+  proposals: ReadonlyMap<number, GovProposal>
+  /** The id the next proposal gets (ids are sequential from 0). */
+  nextProposalId: number
 }
 
 export function redeemedKey(payer: Address, host: Address): string {
@@ -115,6 +156,14 @@ export type TxErrorCode =
   | 'NOTHING_TO_REDEEM'
   | 'UNKNOWN_MODEL'
   | 'LOAD_OVER_PAYMENT'
+  | 'NOT_A_STAKER'
+  | 'PARAM_NOT_GOVERNABLE'
+  | 'PARAM_OUT_OF_RANGE'
+  | 'BAD_APPLY_HEIGHT'
+  | 'TOO_MANY_PROPOSALS'
+  | 'UNKNOWN_PROPOSAL'
+  | 'VOTING_CLOSED'
+  | 'NOT_A_VOTER'
 
 /** Why a transaction was refused. A refused transaction changes nothing. */
 export class TxError extends LlmeshError<TxErrorCode> {}

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import type { DevnetNodeInfo } from '../../src/cli/devnet.ts'
+import { verifyReceipt } from '../../src/inference/index.ts'
+import { runCli, startDevnet } from '../cli-runner.ts'
+import { freePortBase, tempDir, waitFor } from '../helpers.ts'
+
+interface Economics {
+  totalSupply: string
+  treasury: { address: string; balance: string }
+  feesRedeemed: string
+  paidToHosts: string
+  paidToValidators: string
+  paidToTreasury: string
+}
+
+async function get<T>(url: string): Promise<T> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${await res.text()}`)
+  return (await res.json()) as T
+}
+
+const balanceOf = async (api: string, address: string) =>
+  BigInt((await get<{ balance: string }>(`${api}/mesh/accounts/${address}`)).balance)
+const escrowOf = async (api: string, address: string) =>
+  BigInt((await get<{ escrow: { balance: string } | null }>(`${api}/mesh/accounts/${address}`)).escrow?.balance ?? '0')
+
+test('paid inference: the edge pays hosts through vouchers; redemption splits 70/20/10 and conserves supply', {
+  timeout: 300_000
+}, async (t) => {
+  const base = await freePortBase(3)
+  const dir = join(await tempDir(t), 'devnet')
+  const { nodes } = await startDevnet(t, dir, ['--nodes', '3', '--base-port', String(base), '--block-time', '1000'])
+  const [edge, ...hosts] = nodes as [DevnetNodeInfo, ...DevnetNodeInfo[]]
+  const api = edge.apiUrl
+  const before = await get<Economics>(`${api}/mesh/economics`)
+  const balances = new Map<string, bigint>()
+  for (const n of nodes) balances.set(n.peerId, await balanceOf(api, n.peerId))
+  const escrowBefore = await escrowOf(api, edge.peerId)
+  const { models } = await get<{ models: Array<{ cid: string }> }>(`${api}/mesh/fees`)
+  const cid = models[0]?.cid ?? ''
+
+  // requests through the edge: each answer names its host and its cost, in the receipt too
+  const costs = new Map<string, bigint>()
+  for (let i = 0; i < 6; i++) {
+    const res = await fetch(`${api}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: cid, prompt: `request number ${i}`, max_tokens: 12 })
+    })
+    assert.equal(res.status, 200, await res.clone().text())
+    const body = (await res.json()) as { llmesh: { cost: string; receipt: string } }
+    const host = res.headers.get('x-llmesh-host') ?? ''
+    const cost = BigInt(res.headers.get('x-llmesh-cost') ?? '-1')
+    assert.ok(cost > 0n, 'a priced model costs something')
+    assert.equal(body.llmesh.cost, cost.toString())
+    const receipt = verifyReceipt(Buffer.from(body.llmesh.receipt, 'base64'))
+    assert.equal(receipt.cost, cost)
+    assert.equal(receipt.payer, edge.peerId)
+    costs.set(host, (costs.get(host) ?? 0n) + cost)
+  }
+  const total = [...costs.values()].reduce((a, b) => a + b, 0n)
+
+  // the hosts redeem their latest vouchers; the chain pays exactly what the client was told
+  const after = await waitFor(
+    'every cost redeemed',
+    async () => {
+      const e = await get<Economics>(`${api}/mesh/economics`)
+      return BigInt(e.feesRedeemed) - BigInt(before.feesRedeemed) === total ? e : undefined
+    },
+    90_000,
+    500
+  )
+  assert.equal(await escrowOf(api, edge.peerId), escrowBefore - total, 'the escrow paid exactly the costs')
+  assert.equal(after.totalSupply, before.totalSupply, 'supply unchanged')
+  const paid = {
+    hosts: BigInt(after.paidToHosts) - BigInt(before.paidToHosts),
+    validators: BigInt(after.paidToValidators) - BigInt(before.paidToValidators),
+    treasury: BigInt(after.paidToTreasury) - BigInt(before.paidToTreasury)
+  }
+  assert.equal(paid.hosts + paid.validators + paid.treasury, total, 'the split adds up to the redeemed amount')
+  // each redeem transaction rounds down its 70% and 20% parts (the remainder goes to the treasury)
+  const redeems = 2 * hosts.length * 4
+  assert.ok(paid.hosts <= (total * 7n) / 10n && paid.hosts > (total * 7n) / 10n - BigInt(redeems), `hosts got ${paid.hosts} of ${total}`)
+  assert.ok(paid.validators <= (total * 2n) / 10n && paid.validators > (total * 2n) / 10n - BigInt(2 * redeems))
+  assert.ok(paid.treasury >= total / 10n)
+  // the balances moved by exactly those parts: hosts by their 70%, every validator by its share of 20%
+  let gained = 0n
+  for (const n of nodes) gained += (await balanceOf(api, n.peerId)) - (balances.get(n.peerId) ?? 0n)
+  assert.equal(gained, paid.hosts + paid.validators, 'nodes gained the host and validator parts')
+  assert.equal(BigInt(after.treasury.balance) - BigInt(before.treasury.balance), paid.treasury)
+  for (const [host, cost] of costs) {
+    const gain = (await balanceOf(api, host)) - (balances.get(host) ?? 0n)
+    // a host is also one of three equal validators
+    assert.ok(gain >= (cost * 7n) / 10n - BigInt(redeems), `host ${host} gained ${gain} for ${cost} of work`)
+  }
+
+  // the edge closes its escrow: no free service, an OpenAI-style 402
+  const closed = await runCli(t, ['tx', 'escrow', 'close', '--home', edge.home], 60_000)
+  assert.equal(closed.code, 0, closed.stderr)
+  const refused = await fetch(`${api}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: cid, prompt: 'for free?', max_tokens: 4 })
+  })
+  assert.equal(refused.status, 402)
+  const error = ((await refused.json()) as { error: { code: string; type: string } }).error
+  assert.equal(error.code, 'insufficient_quota')
+  assert.equal(error.type, 'insufficient_quota')
+})
