@@ -44,6 +44,7 @@ export interface DevnetNodeInfo {
 /** Every devnet account starts with this balance, and every node stakes this as a validator. */
 const DEVNET_BALANCE = 1_000_000_000_000n
 const DEVNET_STAKE = 10_000_000n
+const DEVNET_VOTING_BLOCKS = 10
 /** Every edge's escrow, to pay hosts for requests (on top of its balance). */
 const DEVNET_ESCROW = 100_000_000_000n
 
@@ -114,7 +115,8 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
       {
         chainId: 'llmesh-devnet',
         genesisTime: Date.now(),
-        params: { blockTimeMs: opts.blockTimeMs },
+        // a devnet votes in 10 blocks, so a governance change can be tried in seconds
+        params: { blockTimeMs: opts.blockTimeMs, govVotingBlocks: DEVNET_VOTING_BLOCKS },
         accounts: homes.map((h) => ({ address: h.peerId, balance: DEVNET_BALANCE.toString() })),
         validators: homes.map((h) => ({ address: h.peerId, stake: DEVNET_STAKE.toString() })),
         models: tinyCid == null ? [] : [{ name: TINY_MODEL.registryName, cid: tinyCid, parameters: tinyModelParameters().toString() }],

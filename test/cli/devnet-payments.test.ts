@@ -109,3 +109,48 @@ test('paid inference: the edge pays hosts through vouchers; redemption splits 70
   assert.equal(error.code, 'insufficient_quota')
   assert.equal(error.type, 'insufficient_quota')
 })
+
+test('governance on the devnet: a base fee change passes and the next requests cost the new price', { timeout: 300_000 }, async (t) => {
+  const base = await freePortBase(3)
+  const dir = join(await tempDir(t), 'devnet')
+  const { nodes } = await startDevnet(t, dir, ['--nodes', '3', '--base-port', String(base), '--block-time', '2000'])
+  const [edge] = nodes as [DevnetNodeInfo, ...DevnetNodeInfo[]]
+  const api = edge.apiUrl
+  const status = await get<{ height: number; params: { baseFee: string; govVotingBlocks: number } }>(`${api}/mesh/chain/status`)
+  const newFee = BigInt(status.params.baseFee) * 3n
+  const at = status.height + status.params.govVotingBlocks + 5
+  const proposed = await runCli(t, ['gov', 'propose', '--set', `baseFee=${newFee}`, '--at', String(at), '--home', edge.home], 60_000)
+  assert.equal(proposed.code, 0, proposed.stderr)
+  const { proposals } = await get<{ proposals: Array<{ id: number; status: string }> }>(`${api}/mesh/gov/proposals`)
+  const id = proposals.at(-1)?.id
+  assert.ok(id != null)
+  // every validator votes yes (each node is one, with equal stake)
+  const votes = await Promise.all(nodes.map((n) => runCli(t, ['gov', 'vote', String(id), 'yes', '--home', n.home], 60_000)))
+  for (const voted of votes) assert.equal(voted.code, 0, voted.stderr)
+  await waitFor(
+    `the new base fee at height ${at}`,
+    async () => {
+      const s = await get<{ height: number; params: { baseFee: string } }>(`${api}/mesh/chain/status`)
+      return s.height >= at && BigInt(s.params.baseFee) === newFee ? s : undefined
+    },
+    120_000,
+    500
+  )
+  // a request now costs the new base fee x the model's multiplier x its tokens
+  const fees = async () => get<{ baseFee: string; models: Array<{ cid: string; multiplier: string }> }>(`${api}/mesh/fees`)
+  const before = await fees()
+  const res = await fetch(`${api}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: before.models[0]?.cid, prompt: 'priced by governance', max_tokens: 8 })
+  })
+  assert.equal(res.status, 200)
+  const after = await fees()
+  const body = (await res.json()) as { usage: { total_tokens: number } }
+  const cost = BigInt(res.headers.get('x-llmesh-cost') ?? '0')
+  const price = (multiplier: string) => (newFee * BigInt(multiplier) * BigInt(body.usage.total_tokens) + 999_999n) / 1_000_000n
+  assert.equal(before.baseFee, newFee.toString())
+  // the multiplier may move by one block between the two readings: the cost matches one of them
+  const expected = [price(before.models[0]?.multiplier ?? '0'), price(after.models[0]?.multiplier ?? '0')]
+  assert.ok(expected.includes(cost), `cost ${cost}, expected one of ${expected.join(', ')}`)
+})
