@@ -89,4 +89,4 @@ export {
   voteSignBytes
 } from './vote.ts'
 export type { Voucher, VoucherBody, VoucherErrorCode } from './voucher.ts'
-export { MAX_VOUCHER_BYTES, signVoucher, VoucherError, verifyVoucher } from './voucher.ts'
+export { decodeVoucher, MAX_VOUCHER_BYTES, signVoucher, VoucherError, verifyVoucher, voucherSigned } from './voucher.ts'

@@ -64,15 +64,24 @@ export function signVoucher(signer: Signer, body: Omit<VoucherBody, 'v' | 'payer
   return encodeCanonical({ ...full, sig: signer.sign(signingBytes(full)) })
 }
 
-/** Decodes a voucher and checks the payer's signature. */
-export function verifyVoucher(bytes: Uint8Array, verifier: SignatureVerifier): Voucher {
-  let voucher: Voucher
+/** Decodes a voucher without checking its signature (see {@link voucherSigned}). */
+export function decodeVoucher(bytes: Uint8Array): Voucher {
   try {
-    voucher = voucherSchema.parse(decodeCanonical(bytes, MAX_VOUCHER_BYTES)) as Voucher
+    return voucherSchema.parse(decodeCanonical(bytes, MAX_VOUCHER_BYTES)) as Voucher
   } catch (err) {
     throw new VoucherError('VOUCHER_MALFORMED', `not a voucher: ${(err as Error).message.slice(0, 200)}`, { cause: err })
   }
-  if (!verifier.verify(voucher.payer, signingBytes(voucher), voucher.sig)) {
+}
+
+/** True if the voucher carries its payer's signature. */
+export function voucherSigned(voucher: Voucher, verifier: SignatureVerifier): boolean {
+  return verifier.verify(voucher.payer, signingBytes(voucher), voucher.sig)
+}
+
+/** Decodes a voucher and checks the payer's signature. */
+export function verifyVoucher(bytes: Uint8Array, verifier: SignatureVerifier): Voucher {
+  const voucher = decodeVoucher(bytes)
+  if (!voucherSigned(voucher, verifier)) {
     throw new VoucherError('VOUCHER_BAD_SIGNATURE', `the voucher is not signed by its payer ${voucher.payer}`)
   }
   return voucher

@@ -153,7 +153,11 @@ export const HOST_DEFAULTS = {
   /** An advert older than this many intervals is forgotten (the host is presumed gone). */
   advertTtlIntervals: 3,
   /** How often a host redeems its latest vouchers on chain. */
-  redeemIntervalMs: 60_000
+  redeemIntervalMs: 60_000,
+  /** A payer's voucher signature is checked at least this often (vouchers are cumulative: the latest carries the debt)... */
+  voucherVerifyIntervalMs: 1_000,
+  /** ...and whenever the unchecked part of its debt would pass this (smallest units): what a forged voucher can cost a host. */
+  maxUnverifiedVoucherAmount: 100_000n
 } as const
 
 /** How an edge talks to hosts. */

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino'
-import { type ChainState, MAX_REDEEM_VOUCHERS, redeemedKey, type TxBody, tokensValue, verifyVoucher } from '../chain/index.ts'
+import { type ChainState, decodeVoucher, MAX_REDEEM_VOUCHERS, redeemedKey, type TxBody, tokensValue } from '../chain/index.ts'
 import type { Address, SignatureVerifier } from '../crypto/index.ts'
 import { LlmeshError } from '../errors/index.ts'
+import { HOST_DEFAULTS } from '../params/index.ts'
 import { type EscrowView, VoucherBook } from './voucher.ts'
 
 export type PaymentErrorCode = 'payment_required' | 'insufficient_quota'
@@ -61,9 +62,12 @@ export class HostPayments {
 
   constructor(
     private readonly c: { chain: PaymentsChain; verifier: SignatureVerifier; log: Logger },
-    private readonly init: { host: Address; redeemIntervalMs: number }
+    private readonly init: { host: Address; redeemIntervalMs: number; verifyIntervalMs?: number; maxUnverifiedAmount?: bigint }
   ) {
-    this.book = new VoucherBook(init.host, c.chain.state.chainId, c.verifier)
+    this.book = new VoucherBook(init.host, c.chain.state.chainId, c.verifier, {
+      verifyIntervalMs: init.verifyIntervalMs ?? HOST_DEFAULTS.voucherVerifyIntervalMs,
+      maxUnverifiedAmount: init.maxUnverifiedAmount ?? HOST_DEFAULTS.maxUnverifiedVoucherAmount
+    })
   }
 
   start(): void {
@@ -85,7 +89,7 @@ export class HostPayments {
     const view = escrowView(state)
     let payer: Address
     try {
-      payer = verifyVoucher(voucher, this.c.verifier).payer
+      payer = decodeVoucher(voucher).payer
       this.book.accept(voucher, this.owed.get(payer) ?? 0n, view)
     } catch (err) {
       throw new PaymentError('payment_required', (err as Error).message)
@@ -159,7 +163,7 @@ export class HostPayments {
     const view = escrowView(state)
     let paying = 0n
     for (const bytes of batch) {
-      const v = verifyVoucher(bytes, this.c.verifier)
+      const v = decodeVoucher(bytes)
       paying += v.amount - view.redeemed(v.payer, this.init.host)
     }
     const served: Array<{ model: string; tokens: bigint }> = []

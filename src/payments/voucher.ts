@@ -1,4 +1,4 @@
-import { signVoucher, type Voucher, VoucherError, verifyVoucher } from '../chain/voucher.ts'
+import { decodeVoucher, signVoucher, type Voucher, VoucherError, voucherSigned } from '../chain/voucher.ts'
 import type { Address, SignatureVerifier, Signer } from '../crypto/index.ts'
 
 /** What the host needs to know of the chain to take a voucher. */
@@ -9,20 +9,57 @@ export interface EscrowView {
   redeemed(payer: Address, host: Address): bigint
 }
 
+type HeldVoucher = Voucher & { bytes: Uint8Array }
+
+interface PayerEntry {
+  latest: HeldVoucher
+  /** The latest voucher whose signature was checked (what the host can surely redeem). */
+  verified: HeldVoucher | null
+  verifiedAt: number
+  /** A deferred signature check failed: the payer's vouchers are refused from now on. */
+  forged: boolean
+}
+
+export interface VoucherBookOptions {
+  now?: () => number
+  /** A payer's voucher signature is checked at least this often... */
+  verifyIntervalMs?: number
+  /** ...and whenever its vouchers would otherwise owe more than this beyond the last checked one. */
+  maxUnverifiedAmount?: bigint
+  /** Payers held at once. */
+  maxPayers?: number
+}
+
 /**
  * The host's book of vouchers: checks each incoming voucher against the escrow and the latest
  * one it holds from the payer, and keeps the latest per payer for redemption. Bounded: one
  * entry per payer, at most `maxPayers`.
+ *
+ * Signatures are checked the first time a payer is seen, then at most every `verifyIntervalMs`
+ * or when the unchecked part would pass `maxUnverifiedAmount`, and always before redemption.
+ * Vouchers are cumulative, so the latest one carries the whole debt: checking every one would
+ * cost an Ed25519 verification per request. A payer whose deferred check fails is refused from
+ * then on, and the host redeems its last checked voucher: what it risks is bounded by
+ * `maxUnverifiedAmount` per payer.
  */
 export class VoucherBook {
-  private readonly latest = new Map<Address, Voucher & { bytes: Uint8Array }>()
+  private readonly payers = new Map<Address, PayerEntry>()
+  private readonly now: () => number
+  private readonly verifyIntervalMs: number
+  private readonly maxUnverifiedAmount: bigint
+  private readonly maxPayers: number
 
   constructor(
     private readonly host: Address,
     private readonly chainId: string,
     private readonly verifier: SignatureVerifier,
-    private readonly maxPayers = 100_000
-  ) {}
+    options: VoucherBookOptions = {}
+  ) {
+    this.now = options.now ?? Date.now
+    this.verifyIntervalMs = options.verifyIntervalMs ?? 0
+    this.maxUnverifiedAmount = options.maxUnverifiedAmount ?? 0n
+    this.maxPayers = options.maxPayers ?? 100_000
+  }
 
   /**
    * Takes a voucher of at least `required` in total (what the payer owes this host so far), later
@@ -30,12 +67,14 @@ export class VoucherBook {
    * {@link VoucherError} (and changes nothing) otherwise.
    */
   accept(bytes: Uint8Array, required: bigint, chain: EscrowView): Voucher {
-    const v = verifyVoucher(bytes, this.verifier)
+    const v = decodeVoucher(bytes)
     if (v.chainId !== this.chainId) throw new VoucherError('VOUCHER_WRONG_CHAIN', `voucher for chain ${v.chainId}, not ${this.chainId}`)
     if (v.host !== this.host) throw new VoucherError('VOUCHER_WRONG_HOST', `voucher to ${v.host}, not to this host`)
+    const entry = this.payers.get(v.payer)
+    if (entry?.forged === true) throw new VoucherError('VOUCHER_BAD_SIGNATURE', `payer ${v.payer} sent a forged voucher before`)
     const escrow = chain.escrowBalance(v.payer)
     if (escrow == null) throw new VoucherError('VOUCHER_NO_ESCROW', `payer ${v.payer} has no open escrow`)
-    const previous = this.latest.get(v.payer)
+    const previous = entry?.latest
     if (previous != null && v.seq <= previous.seq)
       throw new VoucherError('VOUCHER_STALE', `voucher seq ${v.seq} is not after ${previous.seq}`)
     if (previous != null && v.amount < previous.amount) {
@@ -46,22 +85,47 @@ export class VoucherBook {
     if (v.amount - redeemed > escrow) {
       throw new VoucherError('VOUCHER_OVER_ESCROW', `voucher asks ${v.amount - redeemed} of an escrow holding ${escrow}`)
     }
-    if (previous == null && this.latest.size >= this.maxPayers) {
-      throw new VoucherError('VOUCHER_BOOK_FULL', `this host holds vouchers of ${this.latest.size} payers; it must redeem first`)
+    if (entry == null && this.payers.size >= this.maxPayers) {
+      throw new VoucherError('VOUCHER_BOOK_FULL', `this host holds vouchers of ${this.payers.size} payers; it must redeem first`)
     }
-    this.latest.delete(v.payer)
-    this.latest.set(v.payer, { ...v, bytes })
+    const held = { ...v, bytes }
+    const now = this.now()
+    const checkNow =
+      entry?.verified == null ||
+      now - entry.verifiedAt >= this.verifyIntervalMs ||
+      v.amount - entry.verified.amount > this.maxUnverifiedAmount
+    if (checkNow && !voucherSigned(v, this.verifier)) {
+      throw new VoucherError('VOUCHER_BAD_SIGNATURE', `the voucher is not signed by its payer ${v.payer}`)
+    }
+    this.payers.delete(v.payer)
+    this.payers.set(v.payer, {
+      latest: held,
+      verified: checkNow ? held : (entry?.verified ?? null),
+      verifiedAt: checkNow ? now : (entry?.verifiedAt ?? 0),
+      forged: false
+    })
     return v
   }
 
-  /** The latest voucher of every payer that is worth redeeming (pays more than already redeemed). */
+  /** The latest checked voucher of every payer that pays more than already redeemed (unchecked ones are checked now). */
   redeemable(chain: EscrowView): Uint8Array[] {
-    return [...this.latest.values()].filter((v) => v.amount > chain.redeemed(v.payer, this.host)).map((v) => v.bytes)
+    const out: Uint8Array[] = []
+    for (const entry of this.payers.values()) {
+      if (!entry.forged && entry.latest !== entry.verified) {
+        if (voucherSigned(entry.latest, this.verifier)) {
+          entry.verified = entry.latest
+          entry.verifiedAt = this.now()
+        } else entry.forged = true
+      }
+      const v = entry.verified
+      if (v != null && v.amount > chain.redeemed(v.payer, this.host)) out.push(v.bytes)
+    }
+    return out
   }
 
-  /** Forgets payers whose latest voucher the chain has paid in full. */
+  /** Forgets payers whose latest voucher the chain has paid in full (a forged one's stay refused). */
   prune(chain: EscrowView): void {
-    for (const [payer, v] of this.latest) if (chain.redeemed(payer, this.host) >= v.amount) this.latest.delete(payer)
+    for (const [payer, e] of this.payers) if (!e.forged && chain.redeemed(payer, this.host) >= e.latest.amount) this.payers.delete(payer)
   }
 }
 

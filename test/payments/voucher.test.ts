@@ -2,6 +2,8 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import fc from 'fast-check'
+import { decodeVoucher } from '../../src/chain/index.ts'
+import { encodeCanonical } from '../../src/codec/index.ts'
 import { SignatureVerifier, signerFromSeed } from '../../src/crypto/index.ts'
 import { type EscrowView, signVoucher, VoucherBook, VoucherWallet, verifyVoucher } from '../../src/payments/index.ts'
 
@@ -16,6 +18,14 @@ const CHAIN = 'llmesh-test'
 
 function chain(escrow: bigint | null, redeemed = 0n): EscrowView {
   return { escrowBalance: () => escrow, redeemed: () => redeemed }
+}
+
+/** The same voucher with one bit of its signature flipped. */
+function forgeSig(bytes: Uint8Array): Uint8Array {
+  const v = decodeVoucher(bytes)
+  const sig = v.sig.slice()
+  sig[0] = (sig[0] ?? 0) ^ 1
+  return encodeCanonical({ ...v, sig })
 }
 
 const code = (c: string) => (err: unknown) => (err as { code: string }).code === c
@@ -48,9 +58,7 @@ test('a host takes cumulative vouchers that cover what is owed, and refuses ever
   assert.throws(() => book.accept(big(CHAIN, host.address), 0n, chain(null)), code('VOUCHER_NO_ESCROW'))
   assert.throws(() => book.accept(big('other', host.address), 0n, chain(1n << 60n)), code('VOUCHER_WRONG_CHAIN'))
   assert.throws(() => book.accept(big(CHAIN, other.address), 0n, chain(1n << 60n)), code('VOUCHER_WRONG_HOST'))
-  const forged = big(CHAIN, host.address)
-  forged[forged.length - 1] = (forged[forged.length - 1] ?? 0) ^ 1
-  assert.throws(() => book.accept(forged, 0n, chain(1n << 60n)), code('VOUCHER_BAD_SIGNATURE'))
+  assert.throws(() => book.accept(forgeSig(big(CHAIN, host.address)), 0n, chain(1n << 60n)), code('VOUCHER_BAD_SIGNATURE'))
   assert.throws(() => verifyVoucher(randomBytes(100), verifier), code('VOUCHER_MALFORMED'))
   // the refusals changed nothing: the latest voucher is still the 150 one
   assert.deepEqual(
@@ -87,4 +95,34 @@ test('property: accepted vouchers only rise, cover what is required and stay wit
     ),
     { seed, numRuns: runs }
   )
+})
+
+test('signatures checked now and then: a forged voucher costs the host at most maxUnverifiedAmount, then the payer is refused', () => {
+  const verifier = new SignatureVerifier()
+  let clock = 0
+  const book = new VoucherBook(host.address, CHAIN, verifier, { now: () => clock, verifyIntervalMs: 10_000, maxUnverifiedAmount: 1_000n })
+  const escrow = chain(1_000_000n)
+  const signed = (amount: bigint, seq: number) => signVoucher(payer, { chainId: CHAIN, host: host.address, amount, seq })
+  const forge = (amount: bigint, seq: number) => forgeSig(signed(amount, seq))
+  // the first voucher of a payer is always checked
+  assert.throws(() => book.accept(forge(10n, 1), 0n, escrow), code('VOUCHER_BAD_SIGNATURE'))
+  book.accept(signed(100n, 1), 0n, escrow)
+  // a forged voucher far beyond the last checked one is checked at once
+  assert.throws(() => book.accept(forge(5_000n, 2), 0n, escrow), code('VOUCHER_BAD_SIGNATURE'))
+  // a small step is taken unchecked...
+  book.accept(forge(600n, 2), 0n, escrow)
+  // ...but redemption checks it: the host redeems the last good voucher and refuses the payer from now on
+  assert.deepEqual(
+    book.redeemable(escrow).map((b) => verifyVoucher(b, verifier).amount),
+    [100n]
+  )
+  assert.throws(() => book.accept(signed(700n, 3), 0n, escrow), code('VOUCHER_BAD_SIGNATURE'))
+  // an honest payer's unchecked vouchers check out at redemption, and the interval forces a check
+  const honest = signerFromSeed(new Uint8Array(32).fill(9))
+  const v = (amount: bigint, seq: number) => signVoucher(honest, { chainId: CHAIN, host: host.address, amount, seq })
+  book.accept(v(10n, 1), 0n, escrow)
+  book.accept(v(20n, 2), 0n, escrow)
+  clock = 20_000
+  book.accept(v(30n, 3), 0n, escrow)
+  assert.ok(book.redeemable(escrow).some((b) => verifyVoucher(b, verifier).amount === 30n))
 })
