@@ -127,15 +127,21 @@ test('governance on the devnet: a base fee change passes and the next requests c
   // every validator votes yes (each node is one, with equal stake)
   const votes = await Promise.all(nodes.map((n) => runCli(t, ['gov', 'vote', String(id), 'yes', '--home', n.home], 60_000)))
   for (const voted of votes) assert.equal(voted.code, 0, voted.stderr)
+  let seen = ''
   await waitFor(
     `the new base fee at height ${at}`,
     async () => {
       const s = await get<{ height: number; params: { baseFee: string } }>(`${api}/mesh/chain/status`)
+      const p = await get<{ status: string; tally: unknown }>(`${api}/mesh/gov/proposals/${id}`)
+      seen = `height ${s.height}, base fee ${s.params.baseFee}, proposal ${JSON.stringify(p)}`
+      if (p.status === 'rejected' || p.status === 'failed') throw new Error(`the proposal ended ${p.status}: ${seen}`)
       return s.height >= at && BigInt(s.params.baseFee) === newFee ? s : undefined
     },
     120_000,
     500
-  )
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; last seen: ${seen}`)
+  })
   // a request now costs the new base fee x the model's multiplier x its tokens
   const fees = async () => get<{ baseFee: string; models: Array<{ cid: string; multiplier: string }> }>(`${api}/mesh/fees`)
   const before = await fees()
