@@ -63,14 +63,16 @@ function hostCheck(label: string, verifyIntervalMs: number, maxUnverifiedAmount:
   const requests = quick ? 2_000 : 20_000
   // the edges' vouchers are made first: only the host's work is timed
   const vouchers: Uint8Array[] = []
+  const payerOf: string[] = []
   for (let i = 0; i < requests; i++) {
+    payerOf.push((payers[i % wallets.length] as Signer).address)
     const w = wallets[i % wallets.length] as VoucherWallet
     w.charge(host.address, 300n) // what the previous job cost
     vouchers.push(w.voucher(host.address))
   }
   const t = performance.now()
   for (let i = 0; i < requests; i++) {
-    const admission = payments.admit(MODEL, vouchers[i], 200, 16)
+    const admission = payments.admit(payerOf[i] as string, MODEL, vouchers[i], 200, 16)
     payments.bill(admission.payer, MODEL, 10, 16)
     admission.release()
   }

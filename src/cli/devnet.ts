@@ -41,7 +41,7 @@ export interface DevnetNodeInfo {
   multiaddrs: string[]
 }
 
-/** Every devnet account starts with this balance, and every node stakes this as a validator. */
+/** Every devnet account starts with this balance, and every node stakes this as a validator (and hosts as hosts). */
 const DEVNET_BALANCE = 1_000_000_000_000n
 const DEVNET_STAKE = 10_000_000n
 const DEVNET_VOTING_BLOCKS = 10
@@ -119,6 +119,7 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
         params: { blockTimeMs: opts.blockTimeMs, govVotingBlocks: DEVNET_VOTING_BLOCKS },
         accounts: homes.map((h) => ({ address: h.peerId, balance: DEVNET_BALANCE.toString() })),
         validators: homes.map((h) => ({ address: h.peerId, stake: DEVNET_STAKE.toString() })),
+        hosts: hostIndexes.map((i) => ({ address: homes[i]?.peerId ?? '', stake: DEVNET_STAKE.toString() })),
         models: tinyCid == null ? [] : [{ name: TINY_MODEL.registryName, cid: tinyCid, parameters: tinyModelParameters().toString() }],
         escrows: homes.filter((h) => h.config.roles.includes('edge')).map((h) => ({ payer: h.peerId, amount: DEVNET_ESCROW.toString() }))
       },

@@ -21,9 +21,15 @@ export type SessionRejectReason = 'malformed' | 'too_large' | 'no_hello' | 'bad_
  * when it ends, `paid` takes a voucher sent after a job.
  */
 export interface JobPayments {
-  admit(model: string, voucher: Uint8Array | undefined, promptBytes: number, maxTokens: number): { payer: string | null; release(): void }
+  admit(
+    peer: string,
+    model: string,
+    voucher: Uint8Array | undefined,
+    promptBytes: number,
+    maxTokens: number
+  ): { payer: string | null; release(): void }
   bill(payer: string | null, model: string, promptTokens: number, completionTokens: number): bigint
-  paid(voucher: Uint8Array): void
+  paid(peer: string, voucher: Uint8Array): void
 }
 
 export interface InferenceHostComponents {
@@ -199,7 +205,7 @@ export class InferenceHost {
           } catch {
             throw new SessionRejected('bad_seal')
           }
-          this.c.payments?.paid(voucher)
+          this.c.payments?.paid(peer, voucher)
         } else throw new SessionRejected('malformed')
       }
     } catch (err) {
@@ -257,7 +263,7 @@ export class InferenceHost {
             ? Buffer.byteLength(request.input.prompt)
             : request.input.messages.reduce((n, m) => n + Buffer.byteLength(m.content) + 16, 0)
         const voucher = job.voucher instanceof Uint8Array ? job.voucher : undefined
-        admission = this.c.payments.admit(request.model, voucher, promptBytes, request.params.maxTokens)
+        admission = this.c.payments.admit(peer, request.model, voucher, promptBytes, request.params.maxTokens)
       } catch (err) {
         const code = (err as { code?: string }).code === 'insufficient_quota' ? 'insufficient_quota' : 'payment_required'
         fail(code, (err as Error).message)
@@ -312,7 +318,11 @@ export class InferenceHost {
           if (full !== undefined) await full
         }
         const result = await generation.result
-        const cost = this.c.payments?.bill(admission.payer, request.model, result.promptTokens, result.completionTokens) ?? 0n
+        // a job the edge cancelled is not billed: the edge drops its answer, receipt included
+        const cost =
+          result.finishReason === 'aborted'
+            ? 0n
+            : (this.c.payments?.bill(admission.payer, request.model, result.promptTokens, result.completionTokens) ?? 0n)
         const receipt = signReceipt(this.c.signer, {
           v: 1,
           job: jobId,

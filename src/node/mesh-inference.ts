@@ -46,6 +46,8 @@ export interface MeshInferenceComponents {
   findProviders?: (cid: string) => Promise<string[]>
   /** Pays hosts for priced models (needs the chain); none: jobs go unpaid. */
   payments?: EdgePayments
+  /** A host's stake and the minimum to be routed to (from the chain); none: no stake rule. */
+  hostStake?: (peerId: string) => { stake: bigint; minimum: bigint }
 }
 
 export interface GenerateCallbacks {
@@ -143,6 +145,13 @@ export class MeshInference {
     if (hosts.length === 0 && this.c.findProviders != null) {
       hosts = (await this.c.findProviders(model.cid).catch(() => [])).map((peerId) => ({ peerId, load: 0, queueDepth: 0 }))
     }
+    const found = hosts.length
+    hosts = this.staked(hosts)
+    if (hosts.length === 0 && found > 0) {
+      throw new EdgeError('NO_HOST', `${found} host(s) serve model ${model.cid}, but none has the minimum host stake`, {
+        hint: 'a host becomes routable with: llmesh tx stake --role host --amount N'
+      })
+    }
     if (hosts.length === 0) {
       throw new EdgeError('NO_HOST', `no host serves model ${model.cid} right now`, {
         hint: 'start a node with the host role serving it, or wait for a host to advertise it'
@@ -228,6 +237,17 @@ export class MeshInference {
       ),
       { hint: busy ? 'retry in a moment' : 'retry; hosts that keep failing are avoided for a while' }
     )
+  }
+
+  /** Only hosts with the minimum host stake are routed to (when the edge knows the chain), each with its stake ratio. */
+  private staked(hosts: HostCandidate[]): HostCandidate[] {
+    const stakeOf = this.c.hostStake
+    if (stakeOf == null) return hosts
+    return hosts.flatMap((h) => {
+      const { stake, minimum } = stakeOf(h.peerId)
+      if (stake < minimum || stake === 0n) return []
+      return [{ ...h, stakeRatio: minimum > 0n ? Number((stake * 1_000n) / minimum) / 1_000 : 1 }]
+    })
   }
 
   private candidates(cid: string): HostCandidate[] {

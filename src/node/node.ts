@@ -289,6 +289,13 @@ export class LlmeshNode {
           log,
           now: this.now,
           payments: this._chain == null ? undefined : new EdgePayments({ chain: this._chain, signer }, this._chain.state.chainId),
+          hostStake:
+            this._chain == null
+              ? undefined
+              : (peerId) => {
+                  const state = (this._chain as ChainService).state
+                  return { stake: state.stakes.get(`host:${peerId}`) ?? 0n, minimum: state.params.minHostStake }
+                },
           // hosts whose advert this edge missed: the DHT's providers of the model (non-hosts among them fail over)
           findProviders: async (cid) => {
             const self = this.libp2p.peerId.toString()

@@ -80,7 +80,7 @@ export class HostPayments {
   }
 
   /** Checks a job's payment before it runs; throws {@link PaymentError}. */
-  admit(model: string, voucher: Uint8Array | undefined, promptBytes: number, maxTokens: number): Admission {
+  admit(peer: Address, model: string, voucher: Uint8Array | undefined, promptBytes: number, maxTokens: number): Admission {
     const state = this.c.chain.state
     if (!state.models.has(model)) return { payer: null, release: () => {} }
     if (voucher == null) {
@@ -90,6 +90,8 @@ export class HostPayments {
     let payer: Address
     try {
       payer = decodeVoucher(voucher).payer
+      // an edge pays for its own jobs: a voucher naming another payer is someone else's money
+      if (payer !== peer) throw new PaymentError('payment_required', `the voucher's payer ${payer} is not the peer that sent it`)
       this.book.accept(voucher, this.owed.get(payer) ?? 0n, view)
     } catch (err) {
       throw new PaymentError('payment_required', (err as Error).message)
@@ -129,8 +131,9 @@ export class HostPayments {
   }
 
   /** A voucher sent after a job (a `pay` frame): kept if it is later than the one held. */
-  paid(voucher: Uint8Array): void {
+  paid(peer: Address, voucher: Uint8Array): void {
     try {
+      if (decodeVoucher(voucher).payer !== peer) throw new Error(`a voucher of another payer than ${peer}`)
       this.book.accept(voucher, 0n, escrowView(this.c.chain.state))
     } catch (err) {
       this.c.log.debug({ err: (err as Error).message }, 'voucher refused')

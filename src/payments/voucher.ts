@@ -136,21 +136,27 @@ export class VoucherBook {
 export class VoucherWallet {
   private readonly owed = new Map<Address, { amount: bigint; seq: number }>()
 
+  /** Sequence numbers start from the clock, so vouchers signed after a restart still come after the earlier ones. */
+  private readonly firstSeq: number
+
   constructor(
     private readonly signer: Signer,
-    private readonly chainId: string
-  ) {}
+    private readonly chainId: string,
+    now: () => number = Date.now
+  ) {
+    this.firstSeq = Math.floor(now())
+  }
 
   /** Adds a cost to what is owed to `host`. */
   charge(host: Address, amount: bigint): void {
     if (amount < 0n) throw new RangeError('a cost is not negative')
-    const current = this.owed.get(host) ?? { amount: 0n, seq: 0 }
+    const current = this.owed.get(host) ?? { amount: 0n, seq: this.firstSeq }
     this.owed.set(host, { amount: current.amount + amount, seq: current.seq })
   }
 
   /** A new voucher to `host` for everything owed to it so far. */
   voucher(host: Address): Uint8Array {
-    const current = this.owed.get(host) ?? { amount: 0n, seq: 0 }
+    const current = this.owed.get(host) ?? { amount: 0n, seq: this.firstSeq }
     const next = { amount: current.amount, seq: current.seq + 1 }
     this.owed.set(host, next)
     return signVoucher(this.signer, { chainId: this.chainId, host, amount: next.amount, seq: next.seq })

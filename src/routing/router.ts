@@ -27,7 +27,9 @@ export const ROUTING_DEFAULTS = {
   maxAvoidMs: 300_000,
   /** Cost factor per consecutive failure below the avoid threshold: a host that just failed is tried after equal ones. */
   failureWeight: 1,
-  /** Cost factor weights: cost = latency × (1 + load·w + queue·w + inFlight·w) × (1 + failures·w). */
+  /** Weight of stake: cost is divided by 1 + w·log2(stake ratio), the ratio capped at 16 (w 0.25: 16x the minimum stake = 2x cheaper). */
+  stakeWeight: 0.25,
+  /** Cost factor weights: cost = latency × (1 + load·w + queue·w + inFlight·w) × (1 + failures·w) / stake factor. */
   loadWeight: 1,
   queueWeight: 1,
   inFlightWeight: 1,
@@ -67,6 +69,8 @@ export interface HostCandidate {
   queueDepth: number
   /** Price multiplier the host asks, 1 = base. Not used for ranking yet. */
   priceMultiplier?: number
+  /** The host's stake on chain over the minimum host stake (1 = the minimum); more ranks it a little better. */
+  stakeRatio?: number
 }
 
 /** What the router knows about one host, for `/mesh/routing` and logs. */
@@ -123,7 +127,14 @@ function checkSettings(init: RouterInit): RoutingSettings {
   for (const key of positive) {
     if (!Number.isFinite(s[key]) || s[key] <= 0) throw new RouterConfigError(key, s[key], POSITIVE)
   }
-  const nonNegative: Array<keyof RoutingSettings> = ['failureWeight', 'loadWeight', 'queueWeight', 'inFlightWeight', 'tieSpread']
+  const nonNegative: Array<keyof RoutingSettings> = [
+    'failureWeight',
+    'loadWeight',
+    'queueWeight',
+    'inFlightWeight',
+    'tieSpread',
+    'stakeWeight'
+  ]
   for (const key of nonNegative) {
     if (!Number.isFinite(s[key]) || s[key] < 0) throw new RouterConfigError(key, s[key], 'a finite number of 0 or more')
   }
@@ -300,7 +311,10 @@ export class Router {
       s.loadWeight * sane(c.load, s.maxLoad) +
       s.queueWeight * sane(c.queueDepth, s.maxQueueDepth) +
       s.inFlightWeight * (entry?.inFlight ?? 0)
-    return latency * busy * (1 + s.failureWeight * (entry?.failures ?? 0))
+    // more stake at risk, a cheaper host: cost / (1 + w·log2(stake / minimum stake)), at most 16x the minimum counted
+    const ratio = typeof c.stakeRatio === 'number' && c.stakeRatio > 1 ? Math.min(16, c.stakeRatio) : 1
+    const stake = 1 + s.stakeWeight * Math.log2(ratio)
+    return (latency * busy * (1 + s.failureWeight * (entry?.failures ?? 0))) / stake
   }
 
   /** The EWMA relaxed toward the initial estimate by the time since the last sample. */

@@ -4,15 +4,16 @@ import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Stream } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
 import { createApiServer, listenApi } from '../../src/gateway/index.ts'
 import { EchoEngine, encodeFrame, normalizeGenerateRequest, tinyModelBytes, verifyReceipt } from '../../src/inference/index.ts'
 import type { LlmeshNode } from '../../src/node/index.ts'
 import { HOST_LIMITS, INFER_PROTOCOL } from '../../src/params/index.ts'
 import { tempDir, waitFor } from '../helpers.ts'
-import { addressOf, peerIdOf } from '../node-fixture.ts'
-import { startMeshNode } from './mesh-fixture.ts'
+import { addressOf, peerIdOf, startNodeOn } from '../node-fixture.ts'
+import { meshHome, startMeshNode } from './mesh-fixture.ts'
 
 async function counter(node: LlmeshNode, name: string, labels: Record<string, string>): Promise<number> {
   const metric = await node.metrics.registry.getSingleMetric(name)?.get()
@@ -246,5 +247,54 @@ describe('a silent host', () => {
     const g = await edge.mesh?.generate(request(cid, 'hello'))
     assert.equal(g?.host, peerIdOf(fast))
     assert.equal(g?.text, 'hello')
+  })
+})
+
+describe('an edge that runs the chain', () => {
+  it('routes only to hosts with the minimum host stake', { timeout: 120_000 }, async (t) => {
+    const e = await meshHome(t, { roles: ['edge', 'validator'] })
+    const a = await meshHome(t, { roles: ['host'] })
+    const b = await meshHome(t, { roles: ['host'] })
+    const id = (h: { home: { privateKey: Parameters<typeof peerIdFromPrivateKey>[0] } }) =>
+      peerIdFromPrivateKey(h.home.privateKey).toString()
+    const genesisPath = join(await tempDir(t), 'genesis.json')
+    await writeFile(
+      genesisPath,
+      JSON.stringify({
+        chainId: 'stake-test',
+        genesisTime: Date.now(),
+        params: { blockTimeMs: 500 },
+        accounts: [e, a, b].map((h) => ({ address: id(h), balance: '1000000000' })),
+        validators: [{ address: id(e), stake: '10000000' }],
+        hosts: [{ address: id(a), stake: '100000' }] // b has no host stake
+      })
+    )
+    for (const h of [e, a, b]) h.home.config.chain = { genesis: genesisPath }
+    const edge = await startNodeOn(t, e.home)
+    const hostA = await startNodeOn(t, a.home)
+    const hostB = await startNodeOn(t, b.home)
+    for (const h of [hostA, hostB]) await h.libp2p.dial(multiaddr(addressOf(edge)))
+    await waitFor('both adverts', async () => ((edge.mesh?.models()[0]?.hosts.length ?? 0) >= 2 ? true : undefined), 20_000)
+    for (let i = 0; i < 6; i++) {
+      const g = await edge.mesh?.generate(request(e.cid, `job ${i}`)).catch((err) => {
+        throw new Error(`job ${i}: ${(err as Error).message}`)
+      })
+      assert.equal(g?.host, peerIdOf(hostA))
+    }
+    // without a staked host (once A's advert expired) the edge says why
+    await hostA.stop()
+    const refusal = await waitFor(
+      "A's advert gone",
+      async () => {
+        const err = await edge.mesh?.generate(request(e.cid, 'anyone?')).then(
+          () => undefined,
+          (x: Error & { code: string }) => x
+        )
+        return err?.code === 'NO_HOST' ? err : undefined
+      },
+      30_000,
+      1_000
+    )
+    assert.match(refusal.message, /none has the minimum host stake/)
   })
 })

@@ -443,3 +443,21 @@ test('simulation: the router beats a random choice, favours fast hosts and stops
   assert.ok(routed.failures <= 3 + Math.ceil(Math.log2(1 + (routed.seconds * 1000) / ROUTING_DEFAULTS.avoidMs)) + 8, detail)
   assert.ok(random.failures > 10 * routed.failures, detail)
 })
+
+test('a host with more stake is preferred among equals; a missing or bad stake counts as the minimum', () => {
+  const router = new Router({ now: () => 0, random: () => 0.5 })
+  const base = { load: 0, queueDepth: 0 }
+  assert.ok(router.cost({ peerId: 'rich', ...base, stakeRatio: 16 }) < router.cost({ peerId: 'poor', ...base, stakeRatio: 1 }))
+  assert.equal(router.cost({ peerId: 'rich', ...base, stakeRatio: 16 }), router.cost({ peerId: 'richer', ...base, stakeRatio: 1_000 }))
+  assert.equal(router.cost({ peerId: 'x', ...base, stakeRatio: Number.NaN }), router.cost({ peerId: 'x', ...base }))
+  assert.equal(router.cost({ peerId: 'x', ...base, stakeRatio: -5 }), router.cost({ peerId: 'x', ...base }))
+  // 16x the minimum stake halves the cost with the default weight
+  assert.equal(router.cost({ peerId: 'y', ...base, stakeRatio: 16 }) * 2, router.cost({ peerId: 'y', ...base }))
+  assert.deepEqual(
+    router.rank([
+      { peerId: 'poor', ...base, stakeRatio: 1 },
+      { peerId: 'rich', ...base, stakeRatio: 16 }
+    ]),
+    ['rich', 'poor']
+  )
+})

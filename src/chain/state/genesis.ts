@@ -53,6 +53,11 @@ export const genesisSchema = z
       .array(z.object({ address: z.string().max(64), stake: decimal }).strict())
       .min(1)
       .max(1_000),
+    /** Host stakes from the start (on top of balances): hosts need the minimum host stake to be routed to. */
+    hosts: z
+      .array(z.object({ address: z.string().max(64), stake: decimal }).strict())
+      .max(100_000)
+      .default([]),
     /** Models registered from the start, owned by the treasury (a devnet registers its built-in model). */
     models: z
       .array(
@@ -143,6 +148,14 @@ export function genesisState(input: unknown, verifier: SignatureVerifier): Chain
       )
     }
     d.setStake('validator', v.address, v.stake)
+  }
+  for (const h of g.hosts) {
+    if (!verifier.isAddress(h.address)) throw new GenesisError('GENESIS_INVALID', `genesis: host ${h.address} is not an address`)
+    if (d.stake('host', h.address) > 0n) throw new GenesisError('GENESIS_INVALID', `genesis: host ${h.address} is listed twice`)
+    if (h.stake < params.minHostStake) {
+      throw new GenesisError('GENESIS_INVALID', `genesis: host ${h.address} stakes ${h.stake}, under minHostStake ${params.minHostStake}`)
+    }
+    d.setStake('host', h.address, h.stake)
   }
   for (const m of g.models) {
     if (d.models.has(m.cid)) throw new GenesisError('GENESIS_INVALID', `genesis: model ${m.cid} is listed twice`)
