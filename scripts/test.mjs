@@ -12,8 +12,15 @@ function find(dir) {
   })
 }
 
+// test/devnet holds the multi-process devnet tests (minutes each): `npm run test:devnet` runs them,
+// `npm test` runs everything else; CI runs both
 const args = process.argv.slice(2)
-const files = args.length > 0 ? args.flatMap((a) => (statSync(a).isDirectory() ? find(a).sort() : [a])) : find('test').sort()
+const files =
+  args.length > 0
+    ? args.flatMap((a) => (statSync(a).isDirectory() ? find(a).sort() : [a]))
+    : find('test')
+        .filter((f) => !f.startsWith(join('test', 'devnet')))
+        .sort()
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--import', './src/polyfill.ts', '--test', '--test-reporter=spec', ...files],
