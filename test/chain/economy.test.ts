@@ -10,6 +10,7 @@ import {
   MULTIPLIER_ONE,
   redeemedKey,
   type SignedTx,
+  signVote,
   signVoucher,
   stateRoot,
   type TxBody,
@@ -160,6 +161,10 @@ type Op =
   | { kind: 'close'; payer: number }
   | { kind: 'redeem'; payer: number; host: number; amount: bigint; tokens: bigint }
   | { kind: 'transfer'; from: number; amount: bigint }
+  | { kind: 'stake' | 'unstake'; who: number; role: 'validator' | 'host'; amount: bigint }
+  | { kind: 'slash'; who: number; equivocate: boolean }
+  | { kind: 'propose'; who: number; fee: bigint }
+  | { kind: 'vote'; who: number; yes: boolean }
   | { kind: 'block' }
 
 const who = fc.integer({ min: 0, max: 5 })
@@ -174,10 +179,19 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     tokens: fc.bigInt({ min: 0n, max: 500n })
   }),
   fc.record({ kind: fc.constant('transfer' as const), from: who, amount: fc.bigInt({ min: 1n, max: 1_000n }) }),
+  fc.record({
+    kind: fc.constantFrom('stake' as const, 'unstake' as const),
+    who,
+    role: fc.constantFrom('validator' as const, 'host' as const),
+    amount: fc.bigInt({ min: 0n, max: 20_000n })
+  }),
+  fc.record({ kind: fc.constant('slash' as const), who: fc.integer({ min: 0, max: 1 }), equivocate: fc.boolean() }),
+  fc.record({ kind: fc.constant('propose' as const), who, fee: fc.bigInt({ min: 0n, max: 100n }) }),
+  fc.record({ kind: fc.constant('vote' as const), who, yes: fc.boolean() }),
   fc.constant({ kind: 'block' as const })
 )
 
-test('property: escrows, vouchers and redemptions conserve supply, never go negative, never pay a voucher twice, and split exactly', () => {
+test('property: transfers, stakes, slashes, escrows, vouchers, redemptions and proposals conserve supply, never go negative, never pay a voucher twice, and split exactly', () => {
   const accepted = new Map<string, number>()
   fc.assert(
     fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), (ops) => {
@@ -199,6 +213,24 @@ test('property: escrows, vouchers and redemptions conserve supply, never go nega
           t = tx(s, signers[op.payer] as Signer, { type: 'escrow-close' })
         } else if (op.kind === 'transfer') {
           t = tx(s, signers[op.from] as Signer, { type: 'transfer', to: host.address, amount: op.amount })
+        } else if (op.kind === 'stake' || op.kind === 'unstake') {
+          t = tx(s, signers[op.who] as Signer, { type: op.kind, role: op.role, amount: op.amount })
+        } else if (op.kind === 'slash') {
+          // a validator's two precommits at one height: evidence (a slash) when they differ
+          const offender = signers[op.who] as Signer
+          const v = { chainId: CHAIN_ID, height: Math.max(1, s.height), round: 0, type: 'precommit' as const, validator: offender.address }
+          const a = signVote({ ...v, blockHash: 'a'.repeat(64) }, offender)
+          const b = signVote({ ...v, blockHash: op.equivocate ? 'b'.repeat(64) : 'a'.repeat(64) }, offender)
+          t = tx(s, host, { type: 'evidence', a, b })
+        } else if (op.kind === 'propose') {
+          const at = s.height + 1 + s.params.govVotingBlocks
+          t = tx(s, signers[op.who] as Signer, { type: 'gov-propose', changes: [['baseFee', (op.fee + 1n).toString()]], applyHeight: at })
+        } else if (op.kind === 'vote') {
+          t = tx(s, signers[op.who] as Signer, {
+            type: 'gov-vote',
+            proposal: Math.max(0, s.nextProposalId - 1),
+            choice: op.yes ? 'yes' : 'no'
+          })
         } else {
           const op2 = op as Extract<Op, { kind: 'redeem' }>
           const p = signers[op2.payer] as Signer
@@ -231,6 +263,17 @@ test('property: escrows, vouchers and redemptions conserve supply, never go nega
     }),
     { seed, numRuns: runs }
   )
-  for (const kind of ['escrow-open', 'escrow-topup', 'escrow-close', 'redeem', 'transfer'])
+  for (const kind of [
+    'escrow-open',
+    'escrow-topup',
+    'escrow-close',
+    'redeem',
+    'transfer',
+    'stake',
+    'unstake',
+    'evidence',
+    'gov-propose',
+    'gov-vote'
+  ])
     assert.ok((accepted.get(kind) ?? 0) > 0, `the generator never got a ${kind} accepted`)
 })
