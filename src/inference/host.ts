@@ -30,6 +30,8 @@ export interface JobPayments {
   ): { payer: string | null; release(): void }
   bill(payer: string | null, model: string, promptTokens: number, completionTokens: number): bigint
   paid(peer: string, voucher: Uint8Array): void
+  /** What `peer` owes this host by its books (told at session open, so an edge that restarted can catch up). */
+  owedBy(peer: string): bigint
 }
 
 export interface InferenceHostComponents {
@@ -176,7 +178,8 @@ export class InferenceHost {
     }
     try {
       const served = this.c.engine.models().map((m) => m.id)
-      await send({ t: 'info', key: this.c.sealKeys.publicKey, sig: this.keySig, models: served })
+      const owed = this.c.payments?.owedBy(peer) ?? 0n
+      await send({ t: 'info', key: this.c.sealKeys.publicKey, sig: this.keySig, models: served, owed })
       const hello = await read(AbortSignal.timeout(this.limits.helloTimeoutMs))
       if (hello.t !== 'hello') throw new SessionRejected('malformed')
       let channel: SealedChannel

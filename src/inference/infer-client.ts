@@ -76,6 +76,8 @@ export class HostSession {
   readonly host: Address
   /** Model CIDs the host said it serves when the session opened. */
   readonly models: ReadonlySet<string>
+  /** What the host said this edge owes it when the session opened. */
+  readonly claimedOwed: bigint
   private readonly c: HostSessionComponents
   private readonly stream: Stream
   private readonly lp: ReturnType<typeof lpStream<Stream>>
@@ -95,9 +97,11 @@ export class HostSession {
     lp: ReturnType<typeof lpStream<Stream>>,
     channel: SealedChannel,
     models: string[],
+    claimedOwed: bigint,
     onClose: () => void,
     receiptVerifier: SignatureVerifier
   ) {
+    this.claimedOwed = claimedOwed
     this.c = c
     this.receiptVerifier = receiptVerifier
     this.host = host
@@ -136,7 +140,7 @@ export class HostSession {
       }
       const { enc, channel } = await openSealedSession(info.key, c.self, host)
       await lp.write(encodeFrame({ t: 'hello', enc }), { signal })
-      return new HostSession(c, host, stream, lp, channel, info.models, onClose, receiptVerifier)
+      return new HostSession(c, host, stream, lp, channel, info.models, BigInt(info.owed), onClose, receiptVerifier)
     } catch (err) {
       stream.abort(err as Error)
       if (err instanceof HostError) throw err

@@ -7,7 +7,7 @@ import type { ChatMessage, FinishReason, NormalizedRequest } from './engine.ts'
  * The frames of `/llmesh/infer/1.0.0` (see docs/protocols.md). One stream is one session
  * between an edge and a host, kept open and shared by many jobs:
  *
- *   host → edge  info   { key, sig, models }         once, first: the host's sealing key and its binding
+ *   host → edge  info   { key, sig, models, owed }   once, first: the host's sealing key and its binding, and what the peer owes it
  *   edge → host  hello  { enc }                       once: opens the sealed session (HPKE)
  *   edge → host  req    { id, body: sealed job }      starts job `id`
  *   edge → host  cancel { id }                        stops job `id`
@@ -44,7 +44,7 @@ export const JOB_ERROR_CODES = [
 ] as const
 
 export type Frame =
-  | { t: 'info'; key: Uint8Array; sig: Uint8Array; models: string[] }
+  | { t: 'info'; key: Uint8Array; sig: Uint8Array; models: string[]; owed: bigint | number }
   | { t: 'hello'; enc: Uint8Array }
   | { t: 'req'; id: number; body: Uint8Array }
   | { t: 'cancel'; id: number }
@@ -86,7 +86,14 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   const max = HOST_LIMITS.maxFrameBytes
   switch (v.t) {
     case 'info':
-      if (keys !== 4 || !isBytes(v.key, 64) || !isBytes(v.sig, 64) || !Array.isArray(v.models) || v.models.length > MAX_INFO_MODELS)
+      if (
+        keys !== 5 ||
+        !isBytes(v.key, 64) ||
+        !isBytes(v.sig, 64) ||
+        !Array.isArray(v.models) ||
+        v.models.length > MAX_INFO_MODELS ||
+        !((Number.isSafeInteger(v.owed) && (v.owed as number) >= 0) || (typeof v.owed === 'bigint' && v.owed >= 0n && v.owed < 2n ** 64n))
+      )
         throw malformed('bad info')
       for (const m of v.models) if (typeof m !== 'string' || m.length > INFERENCE_LIMITS.maxModelIdBytes) throw malformed('bad model id')
       return v as Frame

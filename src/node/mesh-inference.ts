@@ -183,6 +183,13 @@ export class MeshInference {
       try {
         const session = await this.c.sessions.get(host)
         if (!session.models.has(model.cid)) throw new HostError('unknown_model', host, `host ${host} does not serve ${model.cid}`)
+        if (this.c.payments != null && !this.c.payments.reconcile(host, session.claimedOwed)) {
+          throw new HostError(
+            'bad_host',
+            host,
+            `host ${host} says this edge owes it ${session.claimedOwed}, more than this edge can account for`
+          )
+        }
         const payment = this.c.payments?.prepare(host, model.cid, promptBytes(request), request.params.maxTokens)
         const outcome = await session.run(
           payment == null ? job : { ...job, voucher: payment.voucher },

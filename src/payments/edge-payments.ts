@@ -1,4 +1,5 @@
 import type { Address, Signer } from '../crypto/index.ts'
+import { HOST_DEFAULTS } from '../params/index.ts'
 import { escrowView, maxJobCost, PaymentError, type PaymentsChain } from './host-payments.ts'
 import { VoucherWallet } from './voucher.ts'
 
@@ -51,6 +52,24 @@ export class EdgePayments {
       )
     }
     return { voucher: this.wallet.voucher(host), maxCost }
+  }
+
+  /**
+   * Catches up with what `host` says this edge owes it (told when a session opens): after a
+   * restart the edge's running totals start from 0 while the host still counts the jobs it ran.
+   * The edge takes the host's word for at most `maxAdoptedDebt` beyond what it knows it owes
+   * (its own total, or what the chain already paid that host); false: the host claims more,
+   * and the edge does not use it.
+   */
+  reconcile(host: Address, claimed: bigint, maxAdoptedDebt: bigint = HOST_DEFAULTS.maxUnverifiedVoucherAmount): boolean {
+    const known = this.wallet.owedTo(host)
+    if (claimed <= known) return true
+    const paid = escrowView(this.c.chain.state).redeemed(this.c.signer.address, host)
+    let floor = known
+    if (paid > floor) floor = paid
+    if (claimed - floor > maxAdoptedDebt) return false
+    this.wallet.charge(host, claimed - known)
+    return true
   }
 
   /** Accepts a job's cost from its receipt and returns the voucher that pays it. Throws if the host asks too much. */

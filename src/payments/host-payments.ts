@@ -120,6 +120,11 @@ export class HostPayments {
     }
   }
 
+  /** What `payer` owes this host in total, by its books. */
+  owedBy(payer: Address): bigint {
+    return this.owed.get(payer) ?? 0n
+  }
+
   /** Bills a finished job: returns its cost, now owed by the payer. */
   bill(payer: Address | null, model: string, promptTokens: number, completionTokens: number): bigint {
     if (payer == null) return 0n
