@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import pino from 'pino'
 import { type ConfigInput, type InitResult, initHome, LlmeshNode, type LlmeshNodeInit } from '../src/node/index.ts'
-import { tempDir } from './helpers.ts'
+import { stopBeforeCleanup, tempDir } from './helpers.ts'
 
 /** A fresh node home for a test: loopback p2p on a random port, API port 0. */
 export async function initTestHome(t: TestContext, config: ConfigInput = {}): Promise<InitResult> {
@@ -22,7 +22,14 @@ export async function startNodeOn(
 ): Promise<LlmeshNode> {
   const node = new LlmeshNode({ ...home, ...init, log: pino({ level: process.env.LLMESH_TEST_LOG ?? 'silent' }) })
   await node.start()
-  t.after(() => node.stop())
+  // stopped before the test's directories are removed (its timers may still write there)
+  let stopped: Promise<void> | undefined
+  const stop = (): Promise<void> => {
+    stopped ??= node.stop()
+    return stopped
+  }
+  stopBeforeCleanup(t, stop)
+  t.after(stop)
   return node
 }
 
