@@ -11,10 +11,8 @@ export const PROTOCOL_PREFIX = '/llmesh'
 export const DHT_PROTOCOL = `${PROTOCOL_PREFIX}/kad/1.0.0`
 /** Gossip topic where every node announces itself (version, roles, API) periodically. */
 export const PRESENCE_TOPIC = `${PROTOCOL_PREFIX}/presence/1`
-/** Gossip topics of the chain: proposals and votes, catch-up requests and answers, transactions. */
+/** Gossip topic of the chain's proposals and votes (transaction batches and block sync: src/node/chain-service.ts). */
 export const CONSENSUS_TOPIC = `${PROTOCOL_PREFIX}/consensus/1`
-export const SYNC_TOPIC = `${PROTOCOL_PREFIX}/sync/1`
-export const TX_TOPIC = `${PROTOCOL_PREFIX}/tx/1`
 /** Request/response protocol between an edge and a host: inference requests multiplexed over long-lived streams. */
 export const INFER_PROTOCOL = `${PROTOCOL_PREFIX}/infer/1.0.0`
 /** Gossip topic where hosts advertise the models they serve, their load and their encryption key. */

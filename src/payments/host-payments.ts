@@ -89,10 +89,11 @@ export class HostPayments {
     const view = escrowView(state)
     let payer: Address
     try {
-      payer = decodeVoucher(voucher).payer
+      const decoded = decodeVoucher(voucher)
+      payer = decoded.payer
       // an edge pays for its own jobs: a voucher naming another payer is someone else's money
       if (payer !== peer) throw new PaymentError('payment_required', `the voucher's payer ${payer} is not the peer that sent it`)
-      this.book.accept(voucher, this.owed.get(payer) ?? 0n, view)
+      this.book.accept(voucher, this.owed.get(payer) ?? 0n, view, decoded)
     } catch (err) {
       throw new PaymentError('payment_required', (err as Error).message)
     }

@@ -66,8 +66,8 @@ export class VoucherBook {
    * than the last one held from its payer and within its escrow. Returns the voucher; throws
    * {@link VoucherError} (and changes nothing) otherwise.
    */
-  accept(bytes: Uint8Array, required: bigint, chain: EscrowView): Voucher {
-    const v = decodeVoucher(bytes)
+  accept(bytes: Uint8Array, required: bigint, chain: EscrowView, decoded?: Voucher): Voucher {
+    const v = decoded ?? decodeVoucher(bytes)
     if (v.chainId !== this.chainId) throw new VoucherError('VOUCHER_WRONG_CHAIN', `voucher for chain ${v.chainId}, not ${this.chainId}`)
     if (v.host !== this.host) throw new VoucherError('VOUCHER_WRONG_HOST', `voucher to ${v.host}, not to this host`)
     const entry = this.payers.get(v.payer)
