@@ -73,7 +73,7 @@ function hostCheck(label: string, verifyIntervalMs: number, maxUnverifiedAmount:
   const t = performance.now()
   for (let i = 0; i < requests; i++) {
     const admission = payments.admit(payerOf[i] as string, MODEL, vouchers[i], 200, 16)
-    payments.bill(admission.payer, MODEL, 10, 16)
+    admission.bill(10, 16)
     admission.release()
   }
   const us = ((performance.now() - t) * 1000) / requests

@@ -72,24 +72,37 @@ export const DEFAULT_SPLIT: SplitShares = { hostBps: 7_000n, validatorsBps: 2_00
 
 export interface Split {
   host: bigint
+  /** What rounding kept from the host this time, in 1/10,000ths of a unit: pass it to its next split. */
+  hostCarry: bigint
   /** Per validator address, pro rata to stake. */
   validators: Map<string, bigint>
   treasury: bigint
 }
 
 /**
- * Splits a redeemed amount. Rounding rule: the host gets floor(amount × hostBps / 10,000); each
- * validator gets floor(validatorsPart × stake / totalStake) of the validators' part
- * floor(amount × validatorsBps / 10,000); the treasury gets everything else (its own share plus
- * every rounding remainder). So the parts always add up to exactly `amount`. With no validator
- * stake, the validators' part goes to the treasury.
+ * Splits a redeemed amount. Rounding rule: the host gets floor((amount × hostBps + hostCarry) /
+ * 10,000), where `hostCarry` (0 ≤ carry < 10,000) is what rounding kept from this host at its
+ * previous split, and the new remainder is its next carry; so, while the split is unchanged, a
+ * host's earnings total exactly floor(hostBps × everything it redeemed / 10,000), however its
+ * redemptions were batched. Each validator gets floor(validatorsPart × stake / totalStake) of the
+ * validators' part floor(amount × validatorsBps / 10,000). The treasury gets everything else (its
+ * own share plus every rounding remainder, less the host's carried units when they come due; never
+ * below zero, since the host's part is at most ⌈amount × hostBps / 10,000⌉). So the parts always
+ * add up to exactly `amount`. With no validator stake, the validators' part goes to the treasury.
  */
-export function splitPayment(amount: bigint, shares: SplitShares, validators: ReadonlyArray<{ address: string; stake: bigint }>): Split {
+export function splitPayment(
+  amount: bigint,
+  shares: SplitShares,
+  validators: ReadonlyArray<{ address: string; stake: bigint }>,
+  hostCarry = 0n
+): Split {
   if (amount < 0n) throw new RangeError('a payment is not negative')
   if (shares.hostBps + shares.validatorsBps + shares.treasuryBps !== BPS_ONE || shares.hostBps < 0n || shares.validatorsBps < 0n) {
     throw new RangeError('split shares must be non-negative and add up to 10,000 basis points')
   }
-  const host = (amount * shares.hostBps) / BPS_ONE
+  if (hostCarry < 0n || hostCarry >= BPS_ONE) throw new RangeError('a host carry is within [0, 10,000)')
+  const hostScaled = amount * shares.hostBps + hostCarry
+  const host = hostScaled / BPS_ONE
   const validatorsPart = (amount * shares.validatorsBps) / BPS_ONE
   const totalStake = validators.reduce((sum, v) => sum + (v.stake > 0n ? v.stake : 0n), 0n)
   const perValidator = new Map<string, bigint>()
@@ -103,5 +116,5 @@ export function splitPayment(amount: bigint, shares: SplitShares, validators: Re
       paid += share
     }
   }
-  return { host, validators: perValidator, treasury: amount - host - paid }
+  return { host, hostCarry: hostScaled % BPS_ONE, validators: perValidator, treasury: amount - host - paid }
 }

@@ -17,22 +17,25 @@ export type SessionRejectReason = 'malformed' | 'too_large' | 'no_hello' | 'bad_
 
 /**
  * How a host gets paid (src/payments implements it): `admit` checks a job's voucher before it runs
- * (throws an error whose `code` is `payment_required` or `insufficient_quota`), `bill` prices it
- * when it ends, `paid` takes a voucher sent after a job.
+ * (throws an error whose `code` is `payment_required` or `insufficient_quota`) and returns the
+ * job's admission, whose `bill` prices the job when it ends (at the price of its admission);
+ * `paid` takes a voucher sent after a job.
  */
 export interface JobPayments {
-  admit(
-    peer: string,
-    model: string,
-    voucher: Uint8Array | undefined,
-    promptBytes: number,
-    maxTokens: number
-  ): { payer: string | null; release(): void }
-  bill(payer: string | null, model: string, promptTokens: number, completionTokens: number): bigint
+  admit(peer: string, model: string, voucher: Uint8Array | undefined, promptBytes: number, maxTokens: number): JobAdmission
   paid(peer: string, voucher: Uint8Array): void
   /** What `peer` owes this host by its books (told at session open, so an edge that restarted can catch up). */
   owedBy(peer: string): bigint
 }
+
+/** A job's admission: who pays (null: nobody), `bill` once when it ends (returns its cost), `release` whatever happened. */
+export interface JobAdmission {
+  payer: string | null
+  bill(promptTokens: number, completionTokens: number): bigint
+  release(): void
+}
+
+const UNPAID: JobAdmission = { payer: null, bill: () => 0n, release: () => {} }
 
 export interface InferenceHostComponents {
   libp2p: MeshLibp2p
@@ -258,7 +261,7 @@ export class InferenceHost {
       else fail('invalid_request', `the job is not DAG-CBOR: ${(err as Error).message}`)
       return
     }
-    let admission: { payer: string | null; release(): void } = { payer: null, release: () => {} }
+    let admission = UNPAID
     if (this.c.payments != null) {
       try {
         const promptBytes =
@@ -322,10 +325,7 @@ export class InferenceHost {
         }
         const result = await generation.result
         // a job the edge cancelled is not billed: the edge drops its answer, receipt included
-        const cost =
-          result.finishReason === 'aborted'
-            ? 0n
-            : (this.c.payments?.bill(admission.payer, request.model, result.promptTokens, result.completionTokens) ?? 0n)
+        const cost = result.finishReason === 'aborted' ? 0n : admission.bill(result.promptTokens, result.completionTokens)
         const receipt = signReceipt(this.c.signer, {
           v: 1,
           job: jobId,

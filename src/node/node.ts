@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises'
+import { mkdir, readFile, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
@@ -28,8 +28,9 @@ import {
   type Role,
   VERSION
 } from '../params/index.ts'
-import { EdgePayments, HostPayments } from '../payments/index.ts'
+import { EdgePayments, HostPayments, hostBooksCodec } from '../payments/index.ts'
 import { Router } from '../routing/index.ts'
+import { DurableFile } from '../storage/index.ts'
 import { ChainService, GenesisFileError } from './chain-service.ts'
 import type { NodeConfig } from './config.ts'
 import { type HomePaths, lockHome } from './home.ts'
@@ -220,8 +221,15 @@ export class LlmeshNode {
       const sealKeys = await deriveSealKeyPair(this.privateKey.raw.subarray(0, 32))
       const chain = this._chain
       if (chain != null) {
+        const booksDir = join(this.paths.home, 'payments')
+        await mkdir(booksDir, { recursive: true, mode: 0o700 })
         this.hostPayments = new HostPayments(
-          { chain, verifier, log: log.child({ component: 'payments' }) },
+          {
+            chain,
+            verifier,
+            log: log.child({ component: 'payments' }),
+            books: new DurableFile(join(booksDir, 'host-books.cbor'), hostBooksCodec)
+          },
           {
             host: signer.address,
             redeemIntervalMs: this.config.p2p.localNetwork ? LOCAL_NETWORK.redeemIntervalMs : HOST_DEFAULTS.redeemIntervalMs
@@ -357,9 +365,10 @@ export class LlmeshNode {
     this.growth?.stop()
     this.presence?.stop()
     this.adverts?.stop()
-    this.hostPayments?.stop()
     await this.sessions?.closeAll()
     await this.host?.stop().catch(() => {})
+    // after the last job is billed, before the chain stops: redeems what is due and saves the books
+    this.hostPayments?.stop()
     await this.engine?.stop().catch((err) => this.log.warn({ err: (err as Error).message }, 'inference engine did not stop cleanly'))
     await this._models?.stop().catch((err) => this.log.warn({ err: (err as Error).message }, 'model store did not close cleanly'))
     try {

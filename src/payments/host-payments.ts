@@ -1,5 +1,8 @@
 import type { Logger } from 'pino'
+import { z } from 'zod'
 import { type ChainState, decodeVoucher, MAX_REDEEM_VOUCHERS, redeemedKey, type TxBody, tokensValue } from '../chain/index.ts'
+import { addressSchema } from '../chain/schema.ts'
+import { decodeCanonical, encodeCanonical } from '../codec/index.ts'
 import type { Address, SignatureVerifier } from '../crypto/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import { HOST_DEFAULTS } from '../params/index.ts'
@@ -19,8 +22,51 @@ export interface PaymentsChain {
 export interface Admission {
   /** null: the model has no price on chain, the job runs unpaid. */
   payer: Address | null
+  /**
+   * Bills the finished job: its prompt + completion tokens at the model's price when it was
+   * admitted (a price that rises while a job runs does not change its cost), now owed by the
+   * payer. Returns the cost. Call once.
+   */
+  bill(promptTokens: number, completionTokens: number): bigint
   /** Call when the job ends (whatever happened). */
   release(): void
+}
+
+/**
+ * What a host keeps of its payments across restarts: what each payer owes it by its books, and
+ * the latest voucher of each payer (cumulative, so the latest carries the whole debt).
+ */
+export interface HostBooks {
+  owed: Array<[Address, bigint]>
+  vouchers: Uint8Array[]
+}
+
+/** Where a host's books live between runs: a `DurableFile` with {@link hostBooksCodec} in a node. */
+export interface HostBooksFile {
+  read(): HostBooks | undefined
+  write(books: HostBooks): void
+}
+
+/** Payers a books file holds at most (the voucher book's own bound). */
+const MAX_BOOKS_PAYERS = 100_000
+const booksSchema = z
+  .object({
+    v: z.literal(1),
+    owed: z
+      .array(z.tuple([addressSchema, z.union([z.number().int().min(0), z.bigint().min(0n)]).transform((x) => BigInt(x))]))
+      .max(MAX_BOOKS_PAYERS),
+    vouchers: z.array(z.instanceof(Uint8Array)).max(MAX_BOOKS_PAYERS)
+  })
+  .strict()
+
+/** Canonical DAG-CBOR of a host's books; decoding refuses anything else. */
+export const hostBooksCodec = {
+  encode: (books: HostBooks): Uint8Array => encodeCanonical({ v: 1, owed: books.owed, vouchers: books.vouchers }),
+  decode: (bytes: Uint8Array): HostBooks => {
+    const parsed = booksSchema.safeParse(decodeCanonical(bytes, 64 * 1024 * 1024))
+    if (!parsed.success) throw new Error(`not a host's payment books: ${parsed.error.issues[0]?.message}`)
+    return { owed: parsed.data.owed, vouchers: parsed.data.vouchers }
+  }
 }
 
 /** Bytes of a voucher in a redeem transaction, and its CBOR overhead: what fits under the transaction size limit. */
@@ -61,7 +107,7 @@ export class HostPayments {
   private timer: NodeJS.Timeout | undefined
 
   constructor(
-    private readonly c: { chain: PaymentsChain; verifier: SignatureVerifier; log: Logger },
+    private readonly c: { chain: PaymentsChain; verifier: SignatureVerifier; log: Logger; books?: HostBooksFile },
     private readonly init: { host: Address; redeemIntervalMs: number; verifyIntervalMs?: number; maxUnverifiedAmount?: bigint }
   ) {
     this.book = new VoucherBook(init.host, c.chain.state.chainId, c.verifier, {
@@ -70,19 +116,55 @@ export class HostPayments {
     })
   }
 
+  /**
+   * Takes back the books kept by the last run (vouchers re-checked; unreadable books are logged
+   * and replaced), then redeems and saves the books every `redeemIntervalMs`.
+   */
   start(): void {
-    this.timer = setInterval(() => this.redeem(), this.init.redeemIntervalMs)
+    this.load()
+    this.timer = setInterval(() => {
+      this.redeem()
+      this.save()
+    }, this.init.redeemIntervalMs)
     this.timer.unref()
   }
 
+  /** Redeems what is due and saves the books, so that a restart loses no earnings. */
   stop(): void {
     clearInterval(this.timer)
+    this.timer = undefined
+    this.redeem()
+    this.save()
+  }
+
+  private load(): void {
+    let books: HostBooks | undefined
+    try {
+      books = this.c.books?.read()
+    } catch (err) {
+      // what they held is lost either way: vouchers sent from now on (cumulative) win it back
+      this.c.log.error({ err: (err as Error).message }, 'payment books unreadable: starting with empty books')
+      return
+    }
+    if (books == null) return
+    for (const [payer, amount] of books.owed) this.owed.set(payer, amount)
+    let refused = 0
+    for (const bytes of books.vouchers) if (!this.book.restore(bytes)) refused++
+    this.c.log.info({ payers: books.owed.length, vouchers: books.vouchers.length - refused, refused }, 'payment books restored')
+  }
+
+  private save(): void {
+    try {
+      this.c.books?.write({ owed: [...this.owed], vouchers: this.book.held() })
+    } catch (err) {
+      this.c.log.error({ err: (err as Error).message }, 'payment books not saved')
+    }
   }
 
   /** Checks a job's payment before it runs; throws {@link PaymentError}. */
   admit(peer: Address, model: string, voucher: Uint8Array | undefined, promptBytes: number, maxTokens: number): Admission {
     const state = this.c.chain.state
-    if (!state.models.has(model)) return { payer: null, release: () => {} }
+    if (!state.models.has(model)) return { payer: null, bill: () => 0n, release: () => {} }
     if (voucher == null) {
       throw new PaymentError('payment_required', `model ${model} costs ${tokensValue(state, model, 1n)} per token: send a voucher`)
     }
@@ -111,6 +193,13 @@ export class HostPayments {
     let released = false
     return {
       payer,
+      bill: (promptTokens, completionTokens) => {
+        const tokens = BigInt(promptTokens + completionTokens)
+        const cost = tokensValue(state, model, tokens)
+        this.owed.set(payer, (this.owed.get(payer) ?? 0n) + cost)
+        this.served.set(model, (this.served.get(model) ?? 0n) + tokens)
+        return cost
+      },
       release: () => {
         if (released) return
         released = true
@@ -124,16 +213,6 @@ export class HostPayments {
   /** What `payer` owes this host in total, by its books. */
   owedBy(payer: Address): bigint {
     return this.owed.get(payer) ?? 0n
-  }
-
-  /** Bills a finished job: returns its cost, now owed by the payer. */
-  bill(payer: Address | null, model: string, promptTokens: number, completionTokens: number): bigint {
-    if (payer == null) return 0n
-    const tokens = BigInt(promptTokens + completionTokens)
-    const cost = tokensValue(this.c.chain.state, model, tokens)
-    this.owed.set(payer, (this.owed.get(payer) ?? 0n) + cost)
-    this.served.set(model, (this.served.get(model) ?? 0n) + tokens)
-    return cost
   }
 
   /** A voucher sent after a job (a `pay` frame): kept if it is later than the one held. */

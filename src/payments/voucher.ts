@@ -123,6 +123,34 @@ export class VoucherBook {
     return out
   }
 
+  /**
+   * Takes back a voucher this host held before a restart (see `held`): checked (chain, host,
+   * signature) but not against the escrow, which may be closing and still redeemable. Returns
+   * false, and keeps nothing, for a voucher that fails a check or is not later than the one held.
+   */
+  restore(bytes: Uint8Array): boolean {
+    let v: Voucher
+    try {
+      v = decodeVoucher(bytes)
+    } catch {
+      return false
+    }
+    if (v.chainId !== this.chainId || v.host !== this.host || !voucherSigned(v, this.verifier)) return false
+    const entry = this.payers.get(v.payer)
+    if (entry != null && (entry.forged || v.seq <= entry.latest.seq || v.amount < entry.latest.amount)) return false
+    if (entry == null && this.payers.size >= this.maxPayers) return false
+    const held = { ...v, bytes }
+    this.payers.set(v.payer, { latest: held, verified: held, verifiedAt: this.now(), forged: false })
+    return true
+  }
+
+  /** The latest voucher of every payer not caught forging (what a host keeps across restarts). */
+  held(): Uint8Array[] {
+    const out: Uint8Array[] = []
+    for (const e of this.payers.values()) if (!e.forged) out.push(e.latest.bytes)
+    return out
+  }
+
   /** Forgets payers whose latest voucher the chain has paid in full (a forged one's stay refused). */
   prune(chain: EscrowView): void {
     for (const [payer, e] of this.payers) if (!e.forged && chain.redeemed(payer, this.host) >= e.latest.amount) this.payers.delete(payer)

@@ -90,15 +90,49 @@ test('split: 70/20/10 with validators pro rata to stake; the parts always add up
       }),
       fc.integer({ min: 0, max: 10_000 }),
       fc.integer({ min: 0, max: 10_000 }),
-      (amount, validators, a, b) => {
+      fc.bigInt({ min: 0n, max: 9_999n }),
+      (amount, validators, a, b, carry) => {
         const [lo, hi] = a <= b ? [a, b] : [b, a]
         const shares = { hostBps: BigInt(lo), validatorsBps: BigInt(hi - lo), treasuryBps: BigInt(10_000 - hi) }
-        const s = splitPayment(amount, shares, validators)
+        const s = splitPayment(amount, shares, validators, carry)
         const toValidators = [...s.validators.values()].reduce((x, y) => x + y, 0n)
         assert.equal(s.host + toValidators + s.treasury, amount, 'no unit created or lost')
         assert.ok(s.host >= 0n && s.treasury >= 0n && [...s.validators.values()].every((v) => v > 0n))
-        assert.equal(s.host, (amount * shares.hostBps) / 10_000n)
+        assert.equal(s.host * 10_000n + s.hostCarry, amount * shares.hostBps + carry)
+        assert.ok(s.hostCarry >= 0n && s.hostCarry < 10_000n)
         assert.ok(toValidators <= (amount * shares.validatorsBps) / 10_000n)
+      }
+    ),
+    { seed, numRuns: runs }
+  )
+})
+
+test('split: with its carry, a host earns exactly floor(hostBps × everything it redeemed), however the redemptions are batched', () => {
+  // 3 then 4 units at 70%: 2 (2.1, carry 0.1), then 2 (2.8 + 0.1, carry 0.9): 4 in all, floor(7 × 0.7)
+  const first = splitPayment(3n, DEFAULT_SPLIT, [])
+  assert.deepEqual([first.host, first.hostCarry], [2n, 1_000n])
+  const second = splitPayment(4n, DEFAULT_SPLIT, [], first.hostCarry)
+  assert.equal(first.host + second.host, 4n)
+  assert.throws(() => splitPayment(1n, DEFAULT_SPLIT, [], 10_000n), RangeError)
+  fc.assert(
+    fc.property(
+      fc.array(fc.bigInt({ min: 1n, max: 10n ** 12n }), { minLength: 1, maxLength: 60 }),
+      fc.integer({ min: 0, max: 10_000 }),
+      fc.integer({ min: 0, max: 10_000 }),
+      (amounts, a, b) => {
+        const [lo, hi] = a <= b ? [a, b] : [b, a]
+        const shares = { hostBps: BigInt(lo), validatorsBps: BigInt(hi - lo), treasuryBps: BigInt(10_000 - hi) }
+        let carry = 0n
+        let host = 0n
+        let total = 0n
+        for (const amount of amounts) {
+          const s = splitPayment(amount, shares, [{ address: 'v', stake: 1n }], carry)
+          assert.ok(s.treasury >= 0n, `the treasury part of ${amount} is ${s.treasury}`)
+          carry = s.hostCarry
+          host += s.host
+          total += amount
+        }
+        assert.equal(host, (total * shares.hostBps) / 10_000n)
       }
     ),
     { seed, numRuns: runs }

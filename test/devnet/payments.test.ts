@@ -3,8 +3,8 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import type { DevnetNodeInfo } from '../../src/cli/devnet.ts'
 import { verifyReceipt } from '../../src/inference/index.ts'
-import { runCli, startDevnet } from '../cli-runner.ts'
-import { freePortBase, tempDir, waitFor } from '../helpers.ts'
+import { runCli, spawnCli, startDevnet } from '../cli-runner.ts'
+import { alive, freePortBase, tempDir, waitFor } from '../helpers.ts'
 
 interface Economics {
   totalSupply: string
@@ -42,12 +42,11 @@ test('paid inference: the edge pays hosts through vouchers; redemption splits 70
   const cid = models[0]?.cid ?? ''
 
   // requests through the edge: each answer names its host and its cost, in the receipt too
-  const costs = new Map<string, bigint>()
-  for (let i = 0; i < 6; i++) {
+  const complete = async (prompt: string, costs: Map<string, bigint>) => {
     const res = await fetch(`${api}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: cid, prompt: `request number ${i}`, max_tokens: 12 })
+      body: JSON.stringify({ model: cid, prompt, max_tokens: 12 })
     })
     assert.equal(res.status, 200, await res.clone().text())
     const body = (await res.json()) as { llmesh: { cost: string; receipt: string } }
@@ -60,6 +59,8 @@ test('paid inference: the edge pays hosts through vouchers; redemption splits 70
     assert.equal(receipt.payer, edge.peerId)
     costs.set(host, (costs.get(host) ?? 0n) + cost)
   }
+  const costs = new Map<string, bigint>()
+  for (let i = 0; i < 6; i++) await complete(`request number ${i}`, costs)
   const total = [...costs.values()].reduce((a, b) => a + b, 0n)
 
   // the hosts redeem their latest vouchers; the chain pays exactly what the client was told
@@ -80,21 +81,60 @@ test('paid inference: the edge pays hosts through vouchers; redemption splits 70
     treasury: BigInt(after.paidToTreasury) - BigInt(before.paidToTreasury)
   }
   assert.equal(paid.hosts + paid.validators + paid.treasury, total, 'the split adds up to the redeemed amount')
-  // each redeem transaction rounds down its 70% and 20% parts (the remainder goes to the treasury)
+  // hosts: exactly 70% of what each earned, rounded down once (each host's rounding carries over
+  // between its redemptions); validators: 20% pro rata to their equal stakes, each redeem rounding
+  // down; the treasury: the rest
+  let toHosts = 0n
+  for (const cost of costs.values()) toHosts += (cost * 7n) / 10n
+  assert.equal(paid.hosts, toHosts, `hosts got ${paid.hosts} for ${total} of work`)
   const redeems = 2 * hosts.length * 4
-  assert.ok(paid.hosts <= (total * 7n) / 10n && paid.hosts > (total * 7n) / 10n - BigInt(redeems), `hosts got ${paid.hosts} of ${total}`)
-  assert.ok(paid.validators <= (total * 2n) / 10n && paid.validators > (total * 2n) / 10n - BigInt(2 * redeems))
-  assert.ok(paid.treasury >= total / 10n)
-  // the balances moved by exactly those parts: hosts by their 70%, every validator by its share of 20%
-  let gained = 0n
-  for (const n of nodes) gained += (await balanceOf(api, n.peerId)) - (balances.get(n.peerId) ?? 0n)
-  assert.equal(gained, paid.hosts + paid.validators, 'nodes gained the host and validator parts')
-  assert.equal(BigInt(after.treasury.balance) - BigInt(before.treasury.balance), paid.treasury)
-  for (const [host, cost] of costs) {
-    const gain = (await balanceOf(api, host)) - (balances.get(host) ?? 0n)
-    // a host is also one of three equal validators
-    assert.ok(gain >= (cost * 7n) / 10n - BigInt(redeems), `host ${host} gained ${gain} for ${cost} of work`)
+  assert.ok(paid.validators <= (total * 2n) / 10n && paid.validators > (total * 2n) / 10n - BigInt(nodes.length * redeems))
+  assert.equal(paid.treasury, total - paid.hosts - paid.validators)
+  // the balances moved by exactly those parts: the edge is only a validator, each host is also one
+  const gain = async (n: DevnetNodeInfo) => (await balanceOf(api, n.peerId)) - (balances.get(n.peerId) ?? 0n)
+  const validatorPart = await gain(edge)
+  assert.equal(validatorPart * BigInt(nodes.length), paid.validators, 'equal stakes, equal validator parts')
+  for (const host of hosts) {
+    const cost = costs.get(host.peerId) ?? 0n
+    assert.equal(await gain(host), (cost * 7n) / 10n + validatorPart, `host ${host.peerId} for ${cost} of work`)
   }
+  assert.equal(BigInt(after.treasury.balance) - BigInt(before.treasury.balance), paid.treasury)
+
+  // restarts. The edge, killed -9, forgets what it owes; the hosts still count it: the edge takes
+  // their word (within a bound) when it opens new sessions. A host stopped with SIGTERM redeems and
+  // keeps its books. Every request after them is paid, to the unit.
+  const redeemedBefore = BigInt(after.feesRedeemed)
+  const escrowMid = await escrowOf(api, edge.peerId)
+  const later = new Map<string, bigint>()
+  const servingHosts = async () =>
+    (await get<{ hosts: Array<{ peerId: string }> }>(`${api}/mesh/hosts`).catch(() => ({ hosts: [] }))).hosts.length
+  process.kill(edge.pid, 'SIGKILL')
+  spawnCli(t, ['start', '--home', edge.home])
+  await waitFor(
+    'the restarted edge to hear the hosts',
+    async () => ((await servingHosts()) === hosts.length ? true : undefined),
+    60_000,
+    250
+  )
+  for (let i = 0; i < 3; i++) await complete(`after the edge restarted ${i}`, later)
+  const host1 = hosts[0] as DevnetNodeInfo
+  process.kill(host1.pid, 'SIGTERM')
+  await waitFor('host 1 to stop', async () => (alive(host1.pid) ? undefined : true), 30_000, 100)
+  spawnCli(t, ['start', '--home', host1.home])
+  for (let i = 0; i < 3; i++) await complete(`after a host restarted ${i}`, later)
+  const laterTotal = [...later.values()].reduce((a, b) => a + b, 0n)
+  const settled = await waitFor(
+    'every cost after the restarts redeemed',
+    async () => {
+      const e = await get<Economics>(`${api}/mesh/economics`)
+      return BigInt(e.feesRedeemed) - redeemedBefore >= laterTotal ? e : undefined
+    },
+    90_000,
+    500
+  )
+  assert.equal(BigInt(settled.feesRedeemed) - redeemedBefore, laterTotal, 'paid exactly what the client was told, no more')
+  assert.equal(await escrowOf(api, edge.peerId), escrowMid - laterTotal)
+  assert.equal(settled.totalSupply, before.totalSupply, 'supply unchanged')
 
   // the edge closes its escrow: no free service, an OpenAI-style 402
   const closed = await runCli(t, ['tx', 'escrow', 'close', '--home', edge.home], 60_000)

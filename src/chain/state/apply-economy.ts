@@ -107,9 +107,12 @@ export function applyRedeem(
       validatorsBps: BigInt(d.params.validatorShareBps),
       treasuryBps: 10_000n - BigInt(d.params.hostShareBps) - BigInt(d.params.validatorShareBps)
     },
-    d.validators.map((v) => ({ address: v.address, stake: v.power }))
+    d.validators.map((v) => ({ address: v.address, stake: v.power })),
+    d.hostCarry.get(host) ?? 0n
   )
   d.credit(host, split.host)
+  if (split.hostCarry === 0n) d.hostCarry.delete(host)
+  else d.hostCarry.set(host, split.hostCarry)
   let toValidators = 0n
   for (const [address, amount] of split.validators) {
     d.credit(address, amount)

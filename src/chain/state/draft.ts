@@ -35,6 +35,7 @@ export class StateDraft {
   nextValidators: readonly Validator[]
   readonly escrows: Map<Address, Escrow>
   readonly redeemed: Map<string, bigint>
+  readonly hostCarry: Map<Address, bigint>
   readonly markets: Map<string, ModelMarket>
   totals: EconomyTotals
   readonly proposals: Map<number, GovProposal>
@@ -57,6 +58,7 @@ export class StateDraft {
     this.nextValidators = s.nextValidators
     this.escrows = new Map(s.escrows)
     this.redeemed = new Map(s.redeemed)
+    this.hostCarry = new Map(s.hostCarry)
     this.markets = new Map(s.markets)
     this.totals = s.totals
     this.proposals = new Map(s.proposals)
@@ -125,6 +127,7 @@ export class StateDraft {
       nextValidators: this.nextValidators,
       escrows: this.escrows,
       redeemed: this.redeemed,
+      hostCarry: this.hostCarry,
       markets: this.markets,
       totals: this.totals,
       proposals: this.proposals,

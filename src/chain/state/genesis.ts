@@ -128,6 +128,7 @@ export function genesisState(input: unknown, verifier: SignatureVerifier): Chain
     nextValidators: [],
     escrows: new Map(),
     redeemed: new Map(),
+    hostCarry: new Map(),
     markets: new Map(),
     totals: { feesRedeemed: 0n, paidToHosts: 0n, paidToValidators: 0n, paidToTreasury: 0n },
     proposals: new Map(),

@@ -60,7 +60,7 @@ function decodeProposal(t: z.infer<typeof proposalSchema>): GovProposal {
 
 const snapshotSchema = z
   .object({
-    v: z.literal(1),
+    v: z.literal(2),
     chainId: z.string().min(1).max(64),
     height: uintSchema,
     lastBlockHash: z.union([hashSchema, z.literal('')]),
@@ -101,6 +101,7 @@ const snapshotSchema = z
     nextValidators: z.array(validatorSchema),
     escrows: z.array(z.tuple([addressSchema, amountSchema, uintSchema.nullable()])),
     redeemed: z.array(z.tuple([z.string().max(140), amountSchema])),
+    hostCarry: z.array(z.tuple([addressSchema, amountSchema])),
     markets: z.array(z.tuple([z.string().max(128), amountSchema, amountSchema])),
     totals: z.tuple([amountSchema, amountSchema, amountSchema, amountSchema]),
     proposals: z.array(proposalSchema).max(MAX_OPEN_PROPOSALS + MAX_FINISHED_PROPOSALS),
@@ -111,7 +112,7 @@ const snapshotSchema = z
 /** The whole state as canonical bytes, for the on-disk snapshot a node restarts from. */
 export function encodeState(s: ChainState): Uint8Array {
   return encodeCanonical({
-    v: 1,
+    v: 2,
     chainId: s.chainId,
     height: s.height,
     lastBlockHash: s.lastBlockHash,
@@ -128,6 +129,7 @@ export function encodeState(s: ChainState): Uint8Array {
     nextValidators: s.nextValidators.map((v) => [v.address, v.power]),
     escrows: sortedEntries(s.escrows).map(([k, e]) => [k, e.balance, e.releaseHeight]),
     redeemed: sortedEntries(s.redeemed),
+    hostCarry: sortedEntries(s.hostCarry),
     markets: sortedEntries(s.markets).map(([k, m]) => [k, m.multiplier, m.served]),
     totals: [s.totals.feesRedeemed, s.totals.paidToHosts, s.totals.paidToValidators, s.totals.paidToTreasury],
     proposals: [...s.proposals.values()].sort((a, b) => a.id - b.id).map(encodeProposal),
@@ -163,6 +165,7 @@ export function decodeState(bytes: Uint8Array): ChainState {
     nextValidators: validators(p.nextValidators),
     escrows: new Map(p.escrows.map(([k, balance, releaseHeight]) => [k, { balance, releaseHeight }])),
     redeemed: new Map(p.redeemed),
+    hostCarry: new Map(p.hostCarry),
     markets: new Map(p.markets.map(([k, multiplier, served]) => [k, { multiplier, served }])),
     totals: { feesRedeemed: p.totals[0], paidToHosts: p.totals[1], paidToValidators: p.totals[2], paidToTreasury: p.totals[3] },
     proposals: new Map(p.proposals.map((t) => [t[0], decodeProposal(t)])),

@@ -120,6 +120,8 @@ export interface ChainState {
   escrows: ReadonlyMap<Address, Escrow>
   /** What the chain paid each host from each payer's escrow: by `${payer}>${host}`. */
   redeemed: ReadonlyMap<string, bigint>
+  /** Per host, what rounding has kept from its share so far, in 1/10,000ths of a unit (see `splitPayment`); no entry: 0. */
+  hostCarry: ReadonlyMap<Address, bigint>
   /** By model CID: every registered model has one. */
   markets: ReadonlyMap<string, ModelMarket>
   totals: EconomyTotals
