@@ -36,8 +36,13 @@ export interface BaselineOptions {
   durationMs?: number
   /** ... or after this many requests, whichever comes first (default 200,000). */
   maxRequests?: number
-  /** Requests sent first and not measured (default 200). */
+  /** Requests sent first and not measured (default 200) ... */
   warmupRequests?: number
+  /**
+   * ... and the warm-up lasts at least this long, ms (default 1,000): code still being optimized,
+   * or nodes that just started, made the first measured second of a row slower than the next ones.
+   */
+  warmupMs?: number
   /** Size of each prompt or echo payload, bytes (default 200). */
   payloadBytes?: number
 }
@@ -60,10 +65,11 @@ export async function drive(name: string, options: BaselineOptions, one: () => P
   const durationMs = options.durationMs ?? 3_000
   const maxRequests = options.maxRequests ?? 200_000
   const warmup = options.warmupRequests ?? 200
-  const run = async (count: number, deadline: number, latencies: number[] | null): Promise<void> => {
+  const warmupMs = options.warmupMs ?? 1_000
+  const run = async (count: number, deadline: number, latencies: number[] | null, minEnd = 0): Promise<void> => {
     let issued = 0
     const worker = async (): Promise<void> => {
-      while (issued < count && performance.now() < deadline) {
+      while ((issued < count || performance.now() < minEnd) && performance.now() < deadline) {
         issued++
         const t0 = performance.now()
         await one()
@@ -72,7 +78,7 @@ export async function drive(name: string, options: BaselineOptions, one: () => P
     }
     await Promise.all(Array.from({ length: inFlight }, worker))
   }
-  await run(warmup, Number.POSITIVE_INFINITY, null)
+  await run(warmup, Number.POSITIVE_INFINITY, null, performance.now() + warmupMs)
   const latencies: number[] = []
   const cpu0 = process.cpuUsage()
   const started = performance.now()

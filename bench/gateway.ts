@@ -41,8 +41,14 @@ const IN_FLIGHT = [1, 64] as const
 const TARGET_THROUGHPUT_RATIO = 0.6
 const TARGET_ADDED_P50_MS = 1
 const TOKENS_PER_RUN = 256
-/** The mesh path has much more code to warm up than (a) or (b): its rows get a longer warm-up. */
+/**
+ * The mesh path has much more code to warm up than (a) or (b), and its two nodes have just started
+ * (identify, DHT and gossip work in their first seconds): its rows get a longer warm-up. With 1,000
+ * requests alone, the first row measured after the nodes started ran at 0.45–0.8 of the rate of the
+ * same row run again right after it (2026-11-25, a loaded machine).
+ */
 const MESH_WARMUP_REQUESTS = 1_000
+const MESH_WARMUP_MS = 3_000
 const log = pino({ level: process.env.LLMESH_BENCH_LOG ?? 'silent' })
 
 /** Fails the run (not one request) when a node answers something other than the echo. */
@@ -132,7 +138,7 @@ export async function startMeshPair(
 export async function benchMesh(root: string, options: Omit<BaselineOptions, 'inFlight'>): Promise<BaselineResult[]> {
   const pair = await startMeshPair(root, 'echo')
   const results: BaselineResult[] = []
-  options = { warmupRequests: MESH_WARMUP_REQUESTS, ...options }
+  options = { warmupRequests: MESH_WARMUP_REQUESTS, warmupMs: MESH_WARMUP_MS, ...options }
   try {
     const mesh = pair.edge.mesh
     if (mesh == null) throw new Error('the edge has no mesh inference')
@@ -273,7 +279,7 @@ export async function main(seconds = 3, repetitions = 5): Promise<void> {
     const find = (prefix: string, inFlight: number) => rows.find((r) => r.name.startsWith(prefix) && r.inFlight === inFlight)
     console.log('')
     console.log(
-      `requests: ~${PAYLOAD_BYTES}-byte prompt, maxTokens ${MAX_TOKENS}, echo engine; ${seconds} s per row after a warm-up (200 requests; ${MESH_WARMUP_REQUESTS} on the mesh rows)`
+      `requests: ~${PAYLOAD_BYTES}-byte prompt, maxTokens ${MAX_TOKENS}, echo engine; ${seconds} s per row after a warm-up (at least 1 s and 200 requests; ${MESH_WARMUP_MS / 1000} s and ${MESH_WARMUP_REQUESTS} on the mesh rows)`
     )
     console.log('| way | in flight | requests | s | req/s | p50 ms | p99 ms | CPU µs/req | req/s ÷ (b) | p50 − (a) ms |')
     console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')

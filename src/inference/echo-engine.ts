@@ -95,18 +95,40 @@ export class EchoEngine implements InferenceEngine {
   generate(request: GenerateRequest, options: GenerateOptions = {}): Generation {
     const req = normalizeGenerateRequest(request)
     const info = this.model(req.model)
-    const leave = new AbortController()
-    const stream = new GenerationStream(() => leave.abort())
-    const signal = options.signal == null ? leave.signal : AbortSignal.any([options.signal, leave.signal])
-    void this.run(req, info, stream, signal).catch((err: unknown) => stream.fail(err))
+    if (this.init.tokenIntervalMs > 0) {
+      // paced: a pause between pieces ends early when the caller aborts or the consumer leaves
+      const leave = new AbortController()
+      const stream = new GenerationStream(() => leave.abort())
+      const signal = options.signal == null ? leave.signal : AbortSignal.any([options.signal, leave.signal])
+      void this.run(req, info, stream, signal, signal).catch((err: unknown) => stream.fail(err))
+      return stream
+    }
+    // instant: no pause to interrupt, so two flags do instead of a combined AbortSignal per request
+    let left = false
+    const stream = new GenerationStream(() => {
+      left = true
+    })
+    const callerSignal = options.signal
+    const stopped = {
+      get aborted(): boolean {
+        return left || callerSignal?.aborted === true
+      }
+    }
+    void this.run(req, info, stream, stopped, undefined).catch((err: unknown) => stream.fail(err))
     return stream
   }
 
-  private async run(req: NormalizedRequest, info: ModelInfo, stream: GenerationStream, signal: AbortSignal): Promise<void> {
+  private async run(
+    req: NormalizedRequest,
+    info: ModelInfo,
+    stream: GenerationStream,
+    signal: { readonly aborted: boolean },
+    pauseSignal: AbortSignal | undefined
+  ): Promise<void> {
     const started = performance.now()
     // let the caller attach before anything happens, as with a real engine
     await Promise.resolve()
-    const promptTokens = Array.from(promptText(req.input)).length
+    const promptTokens = codePoints(promptText(req.input))
     if (promptTokens >= info.contextSize) {
       throw new InferenceInputError(
         'PROMPT_TOO_LONG',
@@ -117,7 +139,7 @@ export class EchoEngine implements InferenceEngine {
       )
     }
     const source = req.input.prompt ?? req.input.messages.at(-1)?.content ?? ''
-    const answer = Array.from(source).slice(0, req.params.maxTokens).join('')
+    const answer = source.slice(0, codePointPrefix(source, req.params.maxTokens))
     let text = answer
     let stopSequence: string | null = null
     let cut = answer.length
@@ -140,7 +162,7 @@ export class EchoEngine implements InferenceEngine {
         finishAborted(i)
         return
       }
-      if (this.init.tokenIntervalMs > 0) await sleep(this.init.tokenIntervalMs, undefined, { signal }).catch(() => {})
+      if (this.init.tokenIntervalMs > 0) await sleep(this.init.tokenIntervalMs, undefined, { signal: pauseSignal }).catch(() => {})
       if (signal.aborted) continue
       firstAt ??= performance.now()
       sent += token
@@ -152,7 +174,7 @@ export class EchoEngine implements InferenceEngine {
     }
     const completionTokens =
       stopSequence == null ? tokens.length : Math.min(req.params.maxTokens, tokens.length + Array.from(stopSequence).length)
-    const finishReason = stopSequence != null || Array.from(source).length <= req.params.maxTokens ? 'stop' : 'length'
+    const finishReason = stopSequence != null || answer.length === source.length ? 'stop' : 'length'
     stream.finish({ ...base, text, finishReason, completionTokens, ...timing(started, firstAt) })
   }
 
@@ -163,6 +185,32 @@ export class EchoEngine implements InferenceEngine {
     }
     return info
   }
+}
+
+/** Unicode code points in `s` (a lone surrogate counts as one, as string iteration does). */
+function codePoints(s: string): number {
+  let n = 0
+  for (let i = 0; i < s.length; i++, n++) {
+    const c = s.charCodeAt(i)
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) i++
+    }
+  }
+  return n
+}
+
+/** The UTF-16 length of the first `count` code points of `s`. */
+function codePointPrefix(s: string, count: number): number {
+  let i = 0
+  for (let n = 0; n < count && i < s.length; n++, i++) {
+    const c = s.charCodeAt(i)
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) i++
+    }
+  }
+  return i
 }
 
 function promptText(input: PromptInput): string {

@@ -1,14 +1,13 @@
-import * as dagCbor from '@ipld/dag-cbor'
 import type { Connection, Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import { acceptSealedSession, bindSealKey, type SealedChannel, type SealKeyPair, type Signer } from '../crypto/index.ts'
 import type { MeshLibp2p } from '../p2p/index.ts'
 import { HOST_LIMITS, INFER_PROTOCOL } from '../params/index.ts'
 import { type InferenceEngine, normalizeGenerateRequest } from './engine.ts'
 import { InferenceBusyError, InferenceInputError, InferenceTimeoutError } from './errors.ts'
-import { decodeFrame, encodeFrame, encodeJobResult, type Frame, FrameWriter, frameAad, type JobErrorCode } from './protocol.ts'
-import { sha256, signReceipt } from './receipt.ts'
+import { FrameStream, FrameStreamError } from './frame-stream.ts'
+import { decodeFrame, decodeJob, encodeFrame, encodeJobResult, type Frame, FrameWriter, frameAad, type JobErrorCode } from './protocol.ts'
+import { ReceiptBatcher, sha256 } from './receipt.ts'
 
 export type HostLimits = { -readonly [K in keyof typeof HOST_LIMITS]: number }
 
@@ -155,35 +154,37 @@ export class InferenceHost {
 
   private async serve(stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
-    const lp = lpStream(stream, { maxDataLength: this.limits.maxFrameBytes })
+    const frames = new FrameStream(stream, { maxFrameBytes: this.limits.maxFrameBytes })
     const jobs = new Map<number, AbortController>()
     this.sessions.add(stream)
     // frames queued in one turn of the event loop go out in one write; a failed write ends the session
-    const writer = new FrameWriter(lp, (err) => {
+    const writer = new FrameWriter(frames, (err) => {
       if (stream.status === 'open') stream.abort(err)
     })
     const send = (frame: Frame): Promise<void> => writer.write(() => encodeFrame(frame))
-    const read = async (signal?: AbortSignal): Promise<Frame> => {
-      let bytes: Uint8Array
-      try {
-        bytes = (await lp.read({ signal })).subarray()
-      } catch (err) {
-        const name = (err as Error).name
-        if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError') throw new SessionRejected('too_large')
-        if (signal?.aborted === true) throw new SessionRejected('no_hello')
-        throw err
-      }
+    const decode = (bytes: Uint8Array): Frame => {
       try {
         return decodeFrame(bytes)
       } catch {
         throw new SessionRejected('malformed')
       }
     }
+    /** The stream's own failures pass; a frame over the size limit cuts the session off. */
+    const streamFailure = (err: Error): Error =>
+      err instanceof FrameStreamError && err.code === 'FRAME_TOO_LARGE' ? new SessionRejected('too_large') : err
     try {
       const served = this.c.engine.models().map((m) => m.id)
       const owed = this.c.payments?.owedBy(peer) ?? 0n
       await send({ t: 'info', key: this.c.sealKeys.publicKey, sig: this.keySig, models: served, owed })
-      const hello = await read(AbortSignal.timeout(this.limits.helloTimeoutMs))
+      const helloSignal = AbortSignal.timeout(this.limits.helloTimeoutMs)
+      let helloBytes: Uint8Array
+      try {
+        helloBytes = await frames.read(helloSignal)
+      } catch (err) {
+        if (helloSignal.aborted) throw new SessionRejected('no_hello')
+        throw streamFailure(err as Error)
+      }
+      const hello = decode(helloBytes)
       if (hello.t !== 'hello') throw new SessionRejected('malformed')
       let channel: SealedChannel
       try {
@@ -191,29 +192,14 @@ export class InferenceHost {
       } catch {
         throw new SessionRejected('bad_seal')
       }
-      for (;;) {
-        const frame = await read()
-        if (frame.t === 'req') {
-          let plain: Uint8Array
-          try {
-            plain = channel.open(frame.body, frameAad('req', frame.id))
-          } catch {
-            throw new SessionRejected('bad_seal')
-          }
-          if (jobs.has(frame.id)) throw new SessionRejected('duplicate_job')
-          this.startJob(peer, frame.id, plain, channel, jobs, writer)
-        } else if (frame.t === 'cancel') {
-          jobs.get(frame.id)?.abort()
-        } else if (frame.t === 'pay') {
-          let voucher: Uint8Array
-          try {
-            voucher = channel.open(frame.body, frameAad('pay', frame.id))
-          } catch {
-            throw new SessionRejected('bad_seal')
-          }
-          this.c.payments?.paid(peer, voucher)
-        } else throw new SessionRejected('malformed')
-      }
+      const receipts = new ReceiptBatcher(this.c.signer)
+      // every later frame is handled as it arrives (synchronously: frames open in arrival order); the session ends with the stream
+      await new Promise<never>((_, reject) => {
+        frames.listen(
+          (bytes) => this.onFrame(peer, decode(bytes), channel, jobs, writer, receipts),
+          (err) => reject(streamFailure(err))
+        )
+      })
     } catch (err) {
       if (err instanceof SessionRejected) {
         this.c.onRejected?.(err.reason)
@@ -228,13 +214,45 @@ export class InferenceHost {
     }
   }
 
+  /** One frame of an open session; throws {@link SessionRejected} to cut the session off. */
+  private onFrame(
+    peer: string,
+    frame: Frame,
+    channel: SealedChannel,
+    jobs: Map<number, AbortController>,
+    writer: FrameWriter,
+    receipts: ReceiptBatcher
+  ): void {
+    if (frame.t === 'req') {
+      let plain: Uint8Array
+      try {
+        plain = channel.open(frame.body, frameAad('req', frame.id))
+      } catch {
+        throw new SessionRejected('bad_seal')
+      }
+      if (jobs.has(frame.id)) throw new SessionRejected('duplicate_job')
+      this.startJob(peer, frame.id, plain, channel, jobs, writer, receipts)
+    } else if (frame.t === 'cancel') {
+      jobs.get(frame.id)?.abort()
+    } else if (frame.t === 'pay') {
+      let voucher: Uint8Array
+      try {
+        voucher = channel.open(frame.body, frameAad('pay', frame.id))
+      } catch {
+        throw new SessionRejected('bad_seal')
+      }
+      this.c.payments?.paid(peer, voucher)
+    } else throw new SessionRejected('malformed')
+  }
+
   private startJob(
     peer: string,
     id: number,
     plain: Uint8Array,
     channel: SealedChannel,
     jobs: Map<number, AbortController>,
-    writer: FrameWriter
+    writer: FrameWriter,
+    receipts: ReceiptBatcher
   ): void {
     const send = (frame: Frame): Promise<void> => writer.write(() => encodeFrame(frame))
     const fail = (code: JobErrorCode, message: string): void => {
@@ -250,7 +268,7 @@ export class InferenceHost {
     let job: { job?: unknown } & Record<string, unknown>
     let request: ReturnType<typeof normalizeGenerateRequest>
     try {
-      job = dagCbor.decode(plain)
+      job = decodeJob(plain) as typeof job
       if (job == null || typeof job !== 'object' || typeof job.job !== 'string' || job.job.length === 0 || job.job.length > 128) {
         fail('invalid_request', 'a job needs a `job` id string of at most 128 characters')
         return
@@ -326,7 +344,8 @@ export class InferenceHost {
         const result = await generation.result
         // a job the edge cancelled is not billed: the edge drops its answer, receipt included
         const cost = result.finishReason === 'aborted' ? 0n : admission.bill(result.promptTokens, result.completionTokens)
-        const receipt = signReceipt(this.c.signer, {
+        // signed when its frame is built: with every other receipt of this session that goes out in the same write
+        const receipt = receipts.add({
           v: 1,
           job: jobId,
           model: request.model,
@@ -341,14 +360,16 @@ export class InferenceHost {
           cost,
           payer: admission.payer
         })
-        const body = encodeJobResult({
-          finish: result.finishReason,
-          stopSequence: result.stopSequence,
-          promptTokens: result.promptTokens,
-          completionTokens: result.completionTokens,
-          receipt
+        await writer.write(() => {
+          const body = encodeJobResult({
+            finish: result.finishReason,
+            stopSequence: result.stopSequence,
+            promptTokens: result.promptTokens,
+            completionTokens: result.completionTokens,
+            receipt: receipt()
+          })
+          return encodeFrame({ t: 'end', id, body: channel.seal(body, frameAad('end', id)) })
         })
-        await writer.write(() => encodeFrame({ t: 'end', id, body: channel.seal(body, frameAad('end', id)) }))
         this.c.onJob?.(result.finishReason === 'aborted' ? 'cancelled' : 'done')
       } catch (err) {
         if (controller.signal.aborted) this.c.onJob?.('cancelled')

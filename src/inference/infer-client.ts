@@ -1,12 +1,12 @@
 import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import { equals } from 'uint8arrays/equals'
 import { type Address, openSealedSession, type SealedChannel, SignatureVerifier, verifySealKey } from '../crypto/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import type { MeshLibp2p } from '../p2p/index.ts'
 import { EDGE_DEFAULTS, HOST_LIMITS, INFER_PROTOCOL } from '../params/index.ts'
+import { FrameStream } from './frame-stream.ts'
 import {
   decodeFrame,
   decodeJobResult,
@@ -19,7 +19,7 @@ import {
   type JobErrorCode,
   type JobResult
 } from './protocol.ts'
-import { type Receipt, sha256, verifyReceipt } from './receipt.ts'
+import { type Receipt, ReceiptChecker, sha256 } from './receipt.ts'
 
 export type HostErrorCode = JobErrorCode | 'unreachable' | 'session_closed' | 'bad_host'
 
@@ -45,6 +45,13 @@ export interface JobOutcome {
   receipt: Receipt
   /** The receipt's canonical bytes, as the host signed them. */
   receiptBytes: Uint8Array
+}
+
+/** A job started on a session: its number, its outcome, and a way to cancel it. */
+export interface RunningJob {
+  id: number
+  outcome: Promise<JobOutcome>
+  cancel(): void
 }
 
 interface PendingJob {
@@ -80,12 +87,11 @@ export class HostSession {
   readonly claimedOwed: bigint
   private readonly c: HostSessionComponents
   private readonly stream: Stream
-  private readonly lp: ReturnType<typeof lpStream<Stream>>
   /** Requests and cancels queued in one turn of the event loop go out in one write. */
   private readonly writer: FrameWriter
   private readonly channel: SealedChannel
   private readonly jobs = new Map<number, PendingJob>()
-  private readonly receiptVerifier: SignatureVerifier
+  private readonly receipts: ReceiptChecker
   private nextId = 0
   private closedWith: Error | undefined
   private readonly onClose: () => void
@@ -94,36 +100,39 @@ export class HostSession {
     c: HostSessionComponents,
     host: Address,
     stream: Stream,
-    lp: ReturnType<typeof lpStream<Stream>>,
+    frames: FrameStream,
     channel: SealedChannel,
     models: string[],
     claimedOwed: bigint,
     onClose: () => void,
-    receiptVerifier: SignatureVerifier
+    receipts: ReceiptChecker
   ) {
     this.claimedOwed = claimedOwed
     this.c = c
-    this.receiptVerifier = receiptVerifier
+    this.receipts = receipts
     this.host = host
     this.stream = stream
-    this.lp = lp
-    this.writer = new FrameWriter(lp, (err) => this.close(err))
+    this.writer = new FrameWriter(frames, (err) => this.close(err))
     this.channel = channel
     this.models = new Set(models)
     this.onClose = onClose
-    void this.readLoop()
+    // frames from the host are handled as they arrive, in order; the session ends with the stream
+    frames.listen(
+      (bytes) => this.dispatch(decodeFrame(bytes)),
+      (err) => this.close(err)
+    )
   }
 
   /**
    * Dials the host, checks its sealing key binding and opens the sealed session. Receipts are
-   * checked with `receiptVerifier` (default: a new one without a result cache).
+   * checked with `receipts` (default: a new checker).
    */
   static async open(
     c: HostSessionComponents,
     host: Address,
     signal: AbortSignal,
     onClose: () => void,
-    receiptVerifier: SignatureVerifier = new SignatureVerifier()
+    receipts: ReceiptChecker = new ReceiptChecker()
   ): Promise<HostSession> {
     let stream: Stream
     try {
@@ -131,16 +140,17 @@ export class HostSession {
     } catch (err) {
       throw new HostError('unreachable', host, `cannot open an inference session with ${host}: ${(err as Error).message}`, err)
     }
-    const lp = lpStream(stream, { maxDataLength: HOST_LIMITS.maxFrameBytes })
+    const frames = new FrameStream(stream, { maxFrameBytes: HOST_LIMITS.maxFrameBytes })
     try {
-      const info = decodeFrame((await lp.read({ signal })).subarray())
+      const info = decodeFrame(await frames.read(signal))
       if (info.t !== 'info') throw new HostError('bad_host', host, `host ${host} did not start with its key`)
       if (!verifySealKey(c.verifier, host, info.key, info.sig)) {
         throw new HostError('bad_host', host, `host ${host} sent a sealing key it did not sign`)
       }
       const { enc, channel } = await openSealedSession(info.key, c.self, host)
-      await lp.write(encodeFrame({ t: 'hello', enc }), { signal })
-      return new HostSession(c, host, stream, lp, channel, info.models, BigInt(info.owed), onClose, receiptVerifier)
+      signal.throwIfAborted()
+      await frames.write(encodeFrame({ t: 'hello', enc }))
+      return new HostSession(c, host, stream, frames, channel, info.models, BigInt(info.owed), onClose, receipts)
     } catch (err) {
       stream.abort(err as Error)
       if (err instanceof HostError) throw err
@@ -164,30 +174,48 @@ export class HostSession {
   run(job: Job, onToken: (text: string) => void, signal?: AbortSignal): Promise<JobOutcome> {
     if (this.closedWith != null) return Promise.reject(this.closedWith)
     if (signal?.aborted === true) return Promise.reject(new HostError('cancelled', this.host, 'cancelled before it started'))
+    const running = this.start(job, onToken)
+    if (signal !== undefined) {
+      const onAbort = (): void => running.cancel()
+      signal.addEventListener('abort', onAbort, { once: true })
+      void running.outcome.then(
+        () => signal.removeEventListener('abort', onAbort),
+        () => signal.removeEventListener('abort', onAbort)
+      )
+    }
+    return running.outcome
+  }
+
+  /**
+   * Starts a job, as {@link run} does, and returns its handle: `outcome` settles as `run`'s promise
+   * does; `cancel()` cancels the job on the host (`outcome` then rejects with `cancelled`). No
+   * AbortSignal per job: the edge's hot path makes one job per request.
+   */
+  start(job: Job, onToken: (text: string) => void): RunningJob {
+    if (this.closedWith != null) {
+      const outcome = Promise.reject(this.closedWith)
+      outcome.catch(() => {})
+      return { id: -1, outcome, cancel: () => {} }
+    }
     const id = this.nextId
     this.nextId = (this.nextId + 1) % 2 ** 32
     const input = encodeJob(job)
     let resolve: PendingJob['resolve'] = () => {}
     let reject: PendingJob['reject'] = () => {}
-    const promise = new Promise<JobOutcome>((res, rej) => {
+    const outcome = new Promise<JobOutcome>((res, rej) => {
       resolve = res
       reject = rej
     })
     this.jobs.set(id, { jobId: job.job, model: job.model, input, pieces: [], onToken, resolve, reject })
-    const onAbort = (): void => {
-      if (!this.jobs.has(id)) return
+    const cancel = (): void => {
+      if (this.jobs.get(id)?.resolve !== resolve) return
       this.jobs.delete(id)
       reject(new HostError('cancelled', this.host, 'the job was cancelled'))
       if (this.closedWith == null) void this.writer.write(() => encodeFrame({ t: 'cancel', id })).catch(() => {})
     }
-    signal?.addEventListener('abort', onAbort, { once: true })
-    void promise.then(
-      () => signal?.removeEventListener('abort', onAbort),
-      () => signal?.removeEventListener('abort', onAbort)
-    )
     // sealed when its batch is written; a failed write closes the session (the writer's onError)
     void this.writer.write(() => encodeFrame({ t: 'req', id, body: this.channel.seal(input, frameAad('req', id)) })).catch(() => {})
-    return promise
+    return { id, outcome, cancel }
   }
 
   /** Sends a voucher after job `id` (the payment for it); best effort: the next job's voucher covers it too. */
@@ -204,17 +232,6 @@ export class HostSession {
     this.jobs.clear()
     if (this.stream.status === 'open') this.stream.abort(this.closedWith)
     this.onClose()
-  }
-
-  private async readLoop(): Promise<void> {
-    try {
-      for (;;) {
-        const frame = decodeFrame((await this.lp.read()).subarray())
-        this.dispatch(frame)
-      }
-    } catch (err) {
-      this.close(err as Error)
-    }
   }
 
   private dispatch(frame: Frame): void {
@@ -247,7 +264,7 @@ export class HostSession {
 
   /** The receipt must be the host's, for this job, over exactly what was sent and received. */
   private checkReceipt(job: PendingJob, result: JobResult, text: string): Receipt {
-    const receipt = verifyReceipt(result.receipt, this.receiptVerifier)
+    const receipt = this.receipts.verify(result.receipt)
     const bad = (what: string): HostError => new HostError('bad_host', this.host, `host ${this.host} sent a receipt with ${what}`)
     if (receipt.host !== this.host) throw bad('another host')
     if (receipt.client !== this.c.self || receipt.job !== job.jobId) throw bad('another job')
@@ -269,11 +286,11 @@ export class HostSessions {
   private readonly c: HostSessionComponents
   private readonly open = new Map<Address, Promise<HostSession>>()
   /**
-   * Checks receipts: every receipt is new, so a verifier that remembers results would only hash
-   * each one for its cache and push out what is worth remembering (adverts); this one keeps the
-   * parsed host keys only.
+   * Checks receipts: its verifier keeps the parsed host keys but no results (every receipt is
+   * new); the checker itself remembers the last few batch signatures it found good, so the
+   * receipts of one batch cost one signature check.
    */
-  private readonly receiptVerifier = new SignatureVerifier()
+  private readonly receipts = new ReceiptChecker(new SignatureVerifier())
 
   constructor(components: HostSessionComponents) {
     this.c = components
@@ -289,7 +306,7 @@ export class HostSessions {
         () => {
           if (this.open.get(host) === session) this.open.delete(host)
         },
-        this.receiptVerifier
+        this.receipts
       )
       session.catch(() => {
         if (this.open.get(host) === session) this.open.delete(host)

@@ -2,6 +2,18 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { LlmeshError } from '../errors/index.ts'
 import { HOST_LIMITS, INFERENCE_LIMITS } from '../params/index.ts'
 import type { ChatMessage, FinishReason, NormalizedRequest } from './engine.ts'
+import {
+  bytesLength,
+  CborReader,
+  CborWriter,
+  encodedKey,
+  headLength,
+  MAJOR_ARRAY,
+  MAJOR_MAP,
+  textLength,
+  uintLength,
+  WireError
+} from './wire-cbor.ts'
 
 /**
  * The frames of `/llmesh/infer/1.0.0` (see docs/protocols.md). One stream is one session
@@ -59,8 +71,67 @@ const MAX_JOB_ID = 2 ** 32 - 1
 const MAX_ERROR_MESSAGE = 512
 const MAX_INFO_MODELS = HOST_LIMITS.maxAdvertModels
 
+/** The hot frames, which carry a job id and (but `cancel`) a body, have their own encoder and decoder. */
+const HOT_TYPES = ['req', 'pay', 'tok', 'end', 'cancel'] as const
+type HotType = (typeof HOT_TYPES)[number]
+/** Canonical key order of a frame map: `t`, `id`, `body` (shorter keys first). */
+const K_T = encodedKey('t')
+const K_ID = encodedKey('id')
+const K_BODY = encodedKey('body')
+const HOT_TYPE_TEXT = new Map<string, Uint8Array>(HOT_TYPES.map((t) => [t, encodedKey(t)]))
+const MAP_HEAD_3 = (MAJOR_MAP << 5) | 3
+const MAP_HEAD_2 = (MAJOR_MAP << 5) | 2
+
+/** A frame's canonical DAG-CBOR (the hot frames written by hand, byte for byte what `@ipld/dag-cbor` gives). */
 export function encodeFrame(frame: Frame): Uint8Array {
-  return dagCbor.encode(frame)
+  const t = HOT_TYPE_TEXT.get(frame.t)
+  if (t === undefined || !isId((frame as { id?: unknown }).id)) return dagCbor.encode(frame)
+  const id = (frame as { id: number }).id
+  const body = (frame as { body?: Uint8Array }).body
+  const w = new CborWriter(
+    1 + K_T.byteLength + t.byteLength + K_ID.byteLength + uintLength(id) + (body === undefined ? 0 : K_BODY.byteLength + bytesLength(body))
+  )
+  w.head(MAJOR_MAP, body === undefined ? 2 : 3)
+  w.raw(K_T)
+  w.raw(t)
+  w.raw(K_ID)
+  w.uint(id)
+  if (body !== undefined) {
+    w.raw(K_BODY)
+    w.bytes(body)
+  }
+  return w.done()
+}
+
+/**
+ * The canonical encoding of a hot frame, decoded without the generic decoder; undefined for
+ * anything else (another frame type, or bytes off the canonical form), which the generic path
+ * then decodes and checks exactly as before.
+ */
+function decodeHotFrame(bytes: Uint8Array): Frame | undefined {
+  const head = bytes[0]
+  if (head !== MAP_HEAD_3 && head !== MAP_HEAD_2) return undefined
+  const r = new CborReader(bytes)
+  r.pos = 1
+  if (!r.tryKey(K_T)) return undefined
+  let t: HotType | undefined
+  for (const [name, text] of HOT_TYPE_TEXT) {
+    if (r.tryKey(text)) {
+      t = name as HotType
+      break
+    }
+  }
+  if (t === undefined || (t === 'cancel') !== (head === MAP_HEAD_2) || !r.tryKey(K_ID)) return undefined
+  try {
+    const id = r.uint(MAX_JOB_ID)
+    if (t === 'cancel') return r.done ? { t, id } : undefined
+    if (!r.tryKey(K_BODY)) return undefined
+    const body = r.bytesView(HOST_LIMITS.maxFrameBytes)
+    return r.done ? { t, id, body } : undefined
+  } catch (err) {
+    if (err instanceof WireError) return undefined
+    throw err
+  }
 }
 
 function malformed(why: string): FrameError {
@@ -75,6 +146,8 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   if (bytes.byteLength > HOST_LIMITS.maxFrameBytes) {
     throw new FrameError('FRAME_TOO_LARGE', `frame of ${bytes.byteLength} bytes is over the ${HOST_LIMITS.maxFrameBytes}-byte limit`)
   }
+  const hot = decodeHotFrame(bytes)
+  if (hot !== undefined) return hot
   let v: Record<string, unknown>
   try {
     v = dagCbor.decode(bytes)
@@ -212,7 +285,10 @@ export class FrameWriter {
 export function frameAad(t: 'req' | 'tok' | 'end' | 'pay', id: number): Uint8Array {
   const aad = new Uint8Array(5)
   aad[0] = t === 'req' ? 1 : t === 'tok' ? 2 : t === 'end' ? 3 : 4
-  new DataView(aad.buffer).setUint32(1, id)
+  aad[1] = id >>> 24
+  aad[2] = (id >>> 16) & 0xff
+  aad[3] = (id >>> 8) & 0xff
+  aad[4] = id & 0xff
   return aad
 }
 
@@ -240,9 +316,201 @@ export function jobFromRequest(jobId: string, request: NormalizedRequest): Job {
   return job
 }
 
+/** Keys of a job in canonical order (shorter first, then bytewise). */
+const JOB_KEYS = ['job', 'seed', 'stop', 'topK', 'topP', 'model', 'prompt', 'voucher', 'messages', 'maxTokens', 'temperature'] as const
+const K_JOB = Object.fromEntries(JOB_KEYS.map((k) => [k, encodedKey(k)])) as Record<(typeof JOB_KEYS)[number], Uint8Array>
+const K_ROLE = encodedKey('role')
+const K_CONTENT = encodedKey('content')
+const FLOAT64_HEAD = 0xfb
+const NEGATIVE_ZERO_OR_UNSAFE = (n: number): boolean =>
+  Object.is(n, -0) || !Number.isFinite(n) || (Number.isInteger(n) && !Number.isSafeInteger(n))
+
+/** True if the hand-written encoder writes `n` as `@ipld/dag-cbor` does: an unsigned integer or a finite non-integer (float64). */
+const plainNumber = (n: unknown): n is number => typeof n === 'number' && !NEGATIVE_ZERO_OR_UNSAFE(n) && (n >= 0 || !Number.isInteger(n))
+const numberLength = (n: number): number => (Number.isInteger(n) ? uintLength(n) : 9)
+
+function writeNumber(w: CborWriter, n: number): void {
+  if (Number.isInteger(n)) {
+    w.uint(n)
+    return
+  }
+  w.buf[w.pos++] = FLOAT64_HEAD
+  w.buf.writeDoubleBE(n, w.pos)
+  w.pos += 8
+}
+
 /** The canonical bytes of a job: what the edge seals and what the receipt's `input` hashes. */
 export function encodeJob(job: Job): Uint8Array {
-  return dagCbor.encode(job)
+  return encodeJobFast(job) ?? dagCbor.encode(job)
+}
+
+/**
+ * A job's canonical DAG-CBOR written by hand, for the shape `jobFromRequest` makes (byte for byte
+ * what `@ipld/dag-cbor` gives, as a property test checks); undefined for anything else.
+ */
+function encodeJobFast(job: Job): Uint8Array | undefined {
+  const { prompt, messages, voucher, topK, topP } = job
+  let keys = 0
+  for (const k in job) if ((job as unknown as Record<string, unknown>)[k] !== undefined) keys++
+  const expected = 8 + (prompt !== undefined ? 1 : 0) + (messages !== undefined ? 1 : 0) + (voucher !== undefined ? 1 : 0)
+  if (
+    keys !== expected ||
+    typeof job.job !== 'string' ||
+    typeof job.model !== 'string' ||
+    !plainNumber(job.seed) ||
+    !plainNumber(job.maxTokens) ||
+    !plainNumber(job.temperature) ||
+    !(topK === null || plainNumber(topK)) ||
+    !(topP === null || plainNumber(topP)) ||
+    !Array.isArray(job.stop) ||
+    !job.stop.every((s) => typeof s === 'string') ||
+    !(prompt === undefined || typeof prompt === 'string') ||
+    !(voucher === undefined || voucher instanceof Uint8Array) ||
+    !(
+      messages === undefined ||
+      (Array.isArray(messages) &&
+        messages.every((m) => m != null && typeof m.role === 'string' && typeof m.content === 'string' && Object.keys(m).length === 2))
+    )
+  ) {
+    return undefined
+  }
+  let size = 1
+  size += K_JOB.job.byteLength + textLength(job.job)
+  size += K_JOB.seed.byteLength + numberLength(job.seed)
+  size += K_JOB.stop.byteLength + headLength(job.stop.length)
+  for (const s of job.stop) size += textLength(s)
+  size += K_JOB.topK.byteLength + (topK === null ? 1 : numberLength(topK))
+  size += K_JOB.topP.byteLength + (topP === null ? 1 : numberLength(topP))
+  size += K_JOB.model.byteLength + textLength(job.model)
+  if (prompt !== undefined) size += K_JOB.prompt.byteLength + textLength(prompt)
+  if (voucher !== undefined) size += K_JOB.voucher.byteLength + bytesLength(voucher)
+  if (messages !== undefined) {
+    size += K_JOB.messages.byteLength + headLength(messages.length)
+    for (const m of messages) size += 1 + K_ROLE.byteLength + textLength(m.role) + K_CONTENT.byteLength + textLength(m.content)
+  }
+  size += K_JOB.maxTokens.byteLength + numberLength(job.maxTokens)
+  size += K_JOB.temperature.byteLength + numberLength(job.temperature)
+  const w = new CborWriter(size)
+  w.head(MAJOR_MAP, expected)
+  w.raw(K_JOB.job)
+  w.text(job.job)
+  w.raw(K_JOB.seed)
+  writeNumber(w, job.seed)
+  w.raw(K_JOB.stop)
+  w.head(MAJOR_ARRAY, job.stop.length)
+  for (const s of job.stop) w.text(s)
+  w.raw(K_JOB.topK)
+  if (topK === null) w.null()
+  else writeNumber(w, topK)
+  w.raw(K_JOB.topP)
+  if (topP === null) w.null()
+  else writeNumber(w, topP)
+  w.raw(K_JOB.model)
+  w.text(job.model)
+  if (prompt !== undefined) {
+    w.raw(K_JOB.prompt)
+    w.text(prompt)
+  }
+  if (voucher !== undefined) {
+    w.raw(K_JOB.voucher)
+    w.bytes(voucher)
+  }
+  if (messages !== undefined) {
+    w.raw(K_JOB.messages)
+    w.head(MAJOR_ARRAY, messages.length)
+    for (const m of messages) {
+      w.head(MAJOR_MAP, 2)
+      w.raw(K_ROLE)
+      w.text(m.role)
+      w.raw(K_CONTENT)
+      w.text(m.content)
+    }
+  }
+  w.raw(K_JOB.maxTokens)
+  writeNumber(w, job.maxTokens)
+  w.raw(K_JOB.temperature)
+  writeNumber(w, job.temperature)
+  return w.done()
+}
+
+/**
+ * Decodes a job's plaintext as the generic DAG-CBOR decoder would (throwing for what it refuses);
+ * the canonical encoding of the usual shape is read by hand, anything else by `@ipld/dag-cbor`.
+ * The caller checks the fields.
+ */
+export function decodeJob(bytes: Uint8Array): unknown {
+  return decodeJobFast(bytes) ?? dagCbor.decode(bytes)
+}
+
+function readNumber(r: CborReader): number {
+  if (r.bytes[r.pos] === FLOAT64_HEAD) {
+    if (r.pos + 9 > r.bytes.byteLength) r.fail('truncated')
+    const n = Buffer.from(r.bytes.buffer, r.bytes.byteOffset + r.pos + 1, 8).readDoubleBE(0)
+    // the generic decoder decides on floats that are integers, NaN or infinite
+    if (!Number.isFinite(n) || Number.isInteger(n)) r.fail('not a plain float')
+    r.pos += 9
+    return n
+  }
+  return r.uint(Number.MAX_SAFE_INTEGER)
+}
+
+function decodeJobFast(bytes: Uint8Array): Record<string, unknown> | undefined {
+  const head = bytes[0] ?? 0
+  if (head >> 5 !== MAJOR_MAP) return undefined
+  const r = new CborReader(bytes)
+  try {
+    const keys = r.head(MAJOR_MAP)
+    if (keys < 9 || keys > 11) return undefined
+    const job: Record<string, unknown> = {}
+    r.key(K_JOB.job)
+    job.job = r.text(HOST_LIMITS.maxFrameBytes)
+    r.key(K_JOB.seed)
+    job.seed = readNumber(r)
+    r.key(K_JOB.stop)
+    const stops = r.head(MAJOR_ARRAY)
+    if (stops > INFERENCE_LIMITS.maxStopSequences) return undefined
+    const stop: string[] = []
+    for (let i = 0; i < stops; i++) stop.push(r.text(HOST_LIMITS.maxFrameBytes))
+    job.stop = stop
+    r.key(K_JOB.topK)
+    job.topK = r.nullable() ? null : readNumber(r)
+    r.key(K_JOB.topP)
+    job.topP = r.nullable() ? null : readNumber(r)
+    r.key(K_JOB.model)
+    job.model = r.text(HOST_LIMITS.maxFrameBytes)
+    let found = 6
+    if (r.tryKey(K_JOB.prompt)) {
+      job.prompt = r.text(HOST_LIMITS.maxFrameBytes)
+      found++
+    }
+    if (r.tryKey(K_JOB.voucher)) {
+      job.voucher = r.bytesView(HOST_LIMITS.maxFrameBytes).slice()
+      found++
+    }
+    if (r.tryKey(K_JOB.messages)) {
+      const count = r.head(MAJOR_ARRAY)
+      if (count > INFERENCE_LIMITS.maxChatMessages) return undefined
+      const messages: ChatMessage[] = []
+      for (let i = 0; i < count; i++) {
+        if (r.head(MAJOR_MAP) !== 2) return undefined
+        r.key(K_ROLE)
+        const role = r.text(16)
+        r.key(K_CONTENT)
+        messages.push({ role: role as ChatMessage['role'], content: r.text(HOST_LIMITS.maxFrameBytes) })
+      }
+      job.messages = messages
+      found++
+    }
+    r.key(K_JOB.maxTokens)
+    job.maxTokens = readNumber(r)
+    r.key(K_JOB.temperature)
+    job.temperature = readNumber(r)
+    if (found + 2 !== keys || !r.done) return undefined
+    return job
+  } catch (err) {
+    if (err instanceof WireError) return undefined
+    throw err
+  }
 }
 
 /** The plaintext of an `end` body. */
@@ -254,11 +522,76 @@ export interface JobResult {
   receipt: Uint8Array
 }
 
+/** Canonical key order of a job result. */
+const K_FINISH = encodedKey('finish')
+const K_RECEIPT = encodedKey('receipt')
+const K_PROMPT_TOKENS = encodedKey('promptTokens')
+const K_STOP_SEQUENCE = encodedKey('stopSequence')
+const K_COMPLETION_TOKENS = encodedKey('completionTokens')
+const MAX_STOP_SEQUENCE_BYTES = HOST_LIMITS.maxFrameBytes
+
+/** A job result's canonical DAG-CBOR, written by hand (byte for byte what `@ipld/dag-cbor` gives). */
 export function encodeJobResult(result: JobResult): Uint8Array {
-  return dagCbor.encode(result)
+  const { finish, stopSequence, promptTokens, completionTokens, receipt } = result
+  if (!Number.isSafeInteger(promptTokens) || promptTokens < 0 || !Number.isSafeInteger(completionTokens) || completionTokens < 0) {
+    return dagCbor.encode(result)
+  }
+  const w = new CborWriter(
+    1 +
+      K_FINISH.byteLength +
+      textLength(finish) +
+      K_RECEIPT.byteLength +
+      bytesLength(receipt) +
+      K_PROMPT_TOKENS.byteLength +
+      uintLength(promptTokens) +
+      K_STOP_SEQUENCE.byteLength +
+      (stopSequence === null ? 1 : textLength(stopSequence)) +
+      K_COMPLETION_TOKENS.byteLength +
+      uintLength(completionTokens)
+  )
+  w.head(MAJOR_MAP, 5)
+  w.raw(K_FINISH)
+  w.text(finish)
+  w.raw(K_RECEIPT)
+  w.bytes(receipt)
+  w.raw(K_PROMPT_TOKENS)
+  w.uint(promptTokens)
+  w.raw(K_STOP_SEQUENCE)
+  if (stopSequence === null) w.null()
+  else w.text(stopSequence)
+  w.raw(K_COMPLETION_TOKENS)
+  w.uint(completionTokens)
+  return w.done()
+}
+
+/** The canonical encoding of a job result, decoded by hand; undefined for anything else (the generic path decides). */
+function decodeJobResultFast(bytes: Uint8Array): JobResult | undefined {
+  if (bytes[0] !== ((MAJOR_MAP << 5) | 5)) return undefined
+  const r = new CborReader(bytes)
+  r.pos = 1
+  try {
+    if (!r.tryKey(K_FINISH)) return undefined
+    const finish = r.text(16)
+    if (finish !== 'stop' && finish !== 'length' && finish !== 'aborted') return undefined
+    if (!r.tryKey(K_RECEIPT)) return undefined
+    const receipt = r.bytesView(HOST_LIMITS.maxFrameBytes)
+    if (!r.tryKey(K_PROMPT_TOKENS)) return undefined
+    const promptTokens = r.uint(Number.MAX_SAFE_INTEGER)
+    if (!r.tryKey(K_STOP_SEQUENCE)) return undefined
+    const stopSequence = r.nullable() ? null : r.text(MAX_STOP_SEQUENCE_BYTES)
+    if (!r.tryKey(K_COMPLETION_TOKENS)) return undefined
+    const completionTokens = r.uint(Number.MAX_SAFE_INTEGER)
+    if (!r.done) return undefined
+    return { finish, stopSequence, promptTokens, completionTokens, receipt }
+  } catch (err) {
+    if (err instanceof WireError) return undefined
+    throw err
+  }
 }
 
 export function decodeJobResult(bytes: Uint8Array): JobResult {
+  const fast = decodeJobResultFast(bytes)
+  if (fast !== undefined) return fast
   let v: JobResult
   try {
     v = dagCbor.decode(bytes)

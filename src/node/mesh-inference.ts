@@ -4,9 +4,11 @@ import { LlmeshError } from '../errors/index.ts'
 import {
   type HostAdverts,
   HostError,
+  type HostSession,
   type HostSessions,
   type JobOutcome,
   jobFromRequest,
+  type KnownHost,
   type NormalizedRequest
 } from '../inference/index.ts'
 import { EDGE_DEFAULTS } from '../params/index.ts'
@@ -66,6 +68,7 @@ export class MeshInference {
   private readonly c: MeshInferenceComponents
   private readonly maxAttempts: number
   private readonly firstTokenTimeoutMs: number
+  private readonly jobIds = new JobIds()
 
   constructor(components: MeshInferenceComponents, init: { maxAttempts?: number; firstTokenTimeoutMs?: number } = {}) {
     this.c = components
@@ -139,9 +142,11 @@ export class MeshInference {
 
   /** Runs a request on the mesh. Throws {@link EdgeError} when no host can serve it, {@link HostError} for a request the host refused as invalid. */
   async generate(request: NormalizedRequest, callbacks: GenerateCallbacks = {}): Promise<MeshGeneration> {
-    const model = this.resolve(request.model)
-    const job = jobFromRequest(randomBytes(16).toString('hex'), { ...request, model: model.cid })
-    let hosts = this.candidates(model.cid)
+    // a request that names a CID some live host advertises (the usual case) needs no model list
+    const advertised = this.c.adverts.hostsFor(request.model)
+    const model = advertised.length > 0 ? { cid: request.model } : this.resolve(request.model)
+    const job = jobFromRequest(this.jobIds.next(), { ...request, model: model.cid })
+    let hosts = advertised.length > 0 ? toCandidates(advertised) : this.candidates(model.cid)
     if (hosts.length === 0 && this.c.findProviders != null) {
       hosts = (await this.c.findProviders(model.cid).catch(() => [])).map((peerId) => ({ peerId, load: 0, queueDepth: 0 }))
     }
@@ -170,15 +175,20 @@ export class MeshInference {
         callbacks.onHost?.(host)
       }
       router.started(host)
-      // this attempt ends if the caller gives up, or if the host sends nothing in time
-      const attempt = new AbortController()
-      const stopAttempt = (): void => attempt.abort()
+      // this attempt ends if the caller gives up, or if the host sends nothing in time (a flag and the
+      // job's cancel, not an AbortController per attempt: this runs once per request)
+      let stopped = false
+      let running: ReturnType<HostSession['start']> | undefined
+      const stopAttempt = (): void => {
+        stopped = true
+        running?.cancel()
+      }
       callbacks.signal?.addEventListener('abort', stopAttempt, { once: true })
       let silent = false
       const timer = setTimeout(() => {
         if (!first) return
         silent = true
-        attempt.abort()
+        stopAttempt()
       }, this.firstTokenTimeoutMs)
       try {
         const session = await this.c.sessions.get(host)
@@ -191,14 +201,12 @@ export class MeshInference {
           )
         }
         const payment = this.c.payments?.prepare(host, model.cid, promptBytes(request), request.params.maxTokens)
-        const outcome = await session.run(
-          payment == null ? job : { ...job, voucher: payment.voucher },
-          (text) => {
-            onFirst()
-            callbacks.onToken?.(text)
-          },
-          attempt.signal
-        )
+        if (stopped) throw new HostError('cancelled', host, 'cancelled before it started')
+        running = session.start(payment == null ? job : { ...job, voucher: payment.voucher }, (text) => {
+          onFirst()
+          callbacks.onToken?.(text)
+        })
+        const outcome = await running.outcome
         onFirst()
         router.succeeded(host)
         if (payment != null && this.c.payments != null) {
@@ -258,14 +266,37 @@ export class MeshInference {
   }
 
   private candidates(cid: string): HostCandidate[] {
-    return this.c.adverts.hostsFor(cid).map((h) => ({
-      peerId: h.peerId,
-      load: h.advert.active / h.advert.capacity,
-      queueDepth: Math.max(0, h.advert.active - h.advert.capacity),
-      priceMultiplier: h.advert.priceBps / 10_000
-    }))
+    return toCandidates(this.c.adverts.hostsFor(cid))
   }
 }
+
+function toCandidates(hosts: KnownHost[]): HostCandidate[] {
+  return hosts.map((h) => ({
+    peerId: h.peerId,
+    load: h.advert.active / h.advert.capacity,
+    queueDepth: Math.max(0, h.advert.active - h.advert.capacity),
+    priceMultiplier: h.advert.priceBps / 10_000
+  }))
+}
+
+/** Job ids: 16 random bytes in hex, cut from a pool refilled 4 KiB at a time (a `randomBytes` call per job cost more than the rest of the id). */
+class JobIds {
+  private pool = Buffer.alloc(0)
+  private at = 0
+
+  next(): string {
+    if (this.at + JOB_ID_BYTES > this.pool.byteLength) {
+      this.pool = randomBytes(JOB_ID_POOL_BYTES)
+      this.at = 0
+    }
+    const id = this.pool.toString('hex', this.at, this.at + JOB_ID_BYTES)
+    this.at += JOB_ID_BYTES
+    return id
+  }
+}
+
+const JOB_ID_BYTES = 16
+const JOB_ID_POOL_BYTES = 4096
 
 /** UTF-8 bytes of a request's prompt (or of its messages): the bound on its prompt tokens that prices it before it runs. */
 function promptBytes(request: NormalizedRequest): number {
