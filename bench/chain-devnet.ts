@@ -1,6 +1,8 @@
 // Part of npm run bench:chain — the chain of a real 4-validator devnet (four OS processes on this
 // machine): transfers committed per second at saturation, submission-to-finality latency, block
-// interval. Transfers go in over HTTP from 64 accounts in parallel, each in nonce order to one node.
+// interval. Transfers go in over HTTP from 64 accounts in parallel, each in nonce order to one node,
+// several per request through `POST /mesh/txs` (`--per-request 1` sends one per `POST /mesh/tx`).
+// `--quick`: 1,024 transfers; `--total N`: N transfers (default 16,384); `--keep`: keep the logs.
 import '../src/polyfill.ts'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -13,7 +15,15 @@ import { loadIdentityKey, signerFromPrivateKey, signerFromSeed } from '../src/cr
 
 const quick = process.argv.includes('--quick')
 const SENDERS = 64
-const TOTAL = quick ? 1_024 : 8_192
+const argValue = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(name)
+  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback
+  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name} takes a positive integer`)
+  return v
+}
+const TOTAL = argValue('--total', quick ? 1_024 : 16_384)
+/** Transfers per HTTP request (one sender's, consecutive nonces); 1 uses `POST /mesh/tx`. */
+const PER_REQUEST = argValue('--per-request', 64)
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN
@@ -78,6 +88,15 @@ try {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ tx: Buffer.from(raw).toString('base64') })
     })
+  const postMany = (i: number, raws: Uint8Array[]) =>
+    json<{ accepted: number; results: Array<{ status: string; code?: string }> }>(`${nodes[i % 4]?.apiUrl}/mesh/txs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ txs: raws.map((raw) => Buffer.from(raw).toString('base64')) })
+    }).then((r) => {
+      if (r.accepted !== raws.length)
+        throw new Error(`node ${i % 4} refused a transfer: ${JSON.stringify(r.results.find((x) => x.status !== 'pending'))}`)
+    })
   // SENDERS accounts send in parallel (each in nonce order to one node); fund them first
   const clients = Array.from({ length: SENDERS }, (_, i) => signerFromSeed(new Uint8Array(32).fill(200).map((b, j) => (j === 0 ? i : b))))
   const funding = clients.map((c, i) => {
@@ -108,7 +127,8 @@ try {
   const idleFrom = { cpu: nodesCpu(), at: Date.now() }
   await sleep(5_000)
   const idleCpuPerS = (nodesCpu() - idleFrom.cpu) / ((Date.now() - idleFrom.at) / 1000)
-  const perSender = TOTAL / SENDERS
+  const perSender = Math.ceil(TOTAL / SENDERS)
+  if (perSender * SENDERS !== TOTAL) throw new Error(`--total must be a multiple of ${SENDERS}`)
   const batches = clients.map((s, i) =>
     Array.from({ length: perSender }, (_, nonce) =>
       encodeTx(
@@ -145,9 +165,12 @@ try {
   })()
   await Promise.all(
     batches.map(async (batch, i) => {
-      for (const raw of batch) {
-        submitted.set(txHash(raw), Date.now())
-        await post(i, raw)
+      for (let k = 0; k < batch.length; k += PER_REQUEST) {
+        const chunk = batch.slice(k, k + PER_REQUEST)
+        const now = Date.now()
+        for (const raw of chunk) submitted.set(txHash(raw), now)
+        if (PER_REQUEST === 1) await post(i, chunk[0] as Uint8Array)
+        else await postMany(i, chunk)
       }
     })
   )
@@ -168,7 +191,7 @@ try {
     `(d) CPU: the 4 nodes idle ${idleCpuPerS.toFixed(2)} CPU-s/s; under load, above idle, ${nodesLoadCpu.toFixed(1)} s = ${usPerTx(nodesLoadCpu)} µs per transfer; this client ${benchCpu.toFixed(1)} s = ${usPerTx(benchCpu)} µs per transfer; ${cpus().length} free cores would carry ${Math.round((cpus().length * committed.size) / (nodesLoadCpu + benchCpu))} transfers/s; load average at the end ${loadavg()[0]?.toFixed(1)}`
   )
   console.log(
-    `(d) 4-validator devnet: ${committed.size}/${TOTAL} transfers committed in ${((last - start) / 1000).toFixed(1)} s = ${Math.round(committed.size / ((last - start) / 1000))} transfers/s (submission over HTTP took ${((submitDone - start) / 1000).toFixed(1)} s = ${Math.round(TOTAL / ((submitDone - start) / 1000))}/s); submit-to-final p50 ${pct(latencies, 50)} ms p99 ${pct(latencies, 99)} ms; block interval p50 ${pct(intervals, 50)} ms; up to ${maxTxsPerBlock} transfers per block`
+    `(d) 4-validator devnet: ${committed.size}/${TOTAL} transfers committed in ${((last - start) / 1000).toFixed(1)} s = ${Math.round(committed.size / ((last - start) / 1000))} transfers/s (submission over HTTP, ${PER_REQUEST} per request, took ${((submitDone - start) / 1000).toFixed(1)} s = ${Math.round(TOTAL / ((submitDone - start) / 1000))}/s); submit-to-final p50 ${pct(latencies, 50)} ms p99 ${pct(latencies, 99)} ms; block interval p50 ${pct(intervals, 50)} ms; up to ${maxTxsPerBlock} transfers per block`
   )
 } catch (err) {
   process.exitCode = 1
@@ -177,5 +200,6 @@ try {
 } finally {
   devnet.kill('SIGTERM')
   await new Promise((r) => devnet.once('exit', r))
-  if (process.exitCode == null) await rm(dir, { recursive: true, force: true })
+  if (process.exitCode == null && !process.argv.includes('--keep')) await rm(dir, { recursive: true, force: true })
+  else console.log(`the devnet's logs: ${dir}/dn/node-*/node.log`)
 }

@@ -85,10 +85,15 @@ export class Mempool {
 
   /**
    * After a block: drops the transactions it included and re-checks the rest against the new
-   * state; returns the hashes of those that can no longer apply, with the reason.
+   * state; returns the hashes of those that can no longer apply, with the reason. `ids`: the
+   * included transactions' ids, if the caller has them.
    */
-  onCommit(included: Uint8Array[], state: ChainState): Array<{ hash: string; error: TxError | DecodeError }> {
-    for (const raw of included) this.txs.delete(txHash(raw))
+  onCommit(
+    included: Uint8Array[],
+    state: ChainState,
+    ids: readonly string[] = included.map(txHash)
+  ): Array<{ hash: string; error: TxError | DecodeError }> {
+    for (const id of ids) this.txs.delete(id)
     this.base = state
     this.pending = new StateDraft(state)
     const dropped: Array<{ hash: string; error: TxError | DecodeError }> = []

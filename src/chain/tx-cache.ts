@@ -1,6 +1,7 @@
 import { DecodeError } from '../codec/index.ts'
 import type { SignatureVerifier } from '../crypto/index.ts'
 import { decodeTx, type SignedTx, txHash, verifyTxSignature } from './tx.ts'
+import { signBytesFromWire } from './tx-wire.ts'
 
 /** A transaction decoded from its wire bytes, with its id (SHA-256 of those bytes). */
 export interface DecodedTx {
@@ -24,10 +25,21 @@ export class TxCache {
    * before). Only these objects are remembered: the cache froze them, so they cannot change.
    */
   private readonly signatures = new WeakMap<SignedTx, boolean | null>()
+  /** The signed bytes of each transaction decoded here, cut from its wire bytes (not re-encoded). */
+  private readonly signBytes = new WeakMap<SignedTx, Uint8Array>()
 
-  constructor(maxEntries: number) {
+  /** Checks the signatures of the transactions this cache decoded, if given (else the caller's verifier does). */
+  private readonly verifier: SignatureVerifier | undefined
+
+  /**
+   * @param verifier the verifier for the signatures of transactions this cache decoded. A node
+   * passes one without a memory of good signatures (`new SignatureVerifier()`): this cache
+   * already remembers each result, and its own memory would cost a hash per check for nothing.
+   */
+  constructor(maxEntries: number, verifier?: SignatureVerifier) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new Error('a transaction cache holds at least one entry')
     this.maxEntries = maxEntries
+    this.verifier = verifier
   }
 
   get size(): number {
@@ -54,6 +66,8 @@ export class TxCache {
     }
     this.entries.set(hash, tx)
     this.signatures.set(tx, null)
+    const signed = signBytesFromWire(raw)
+    if (signed !== null) this.signBytes.set(tx, signed)
     return { hash, tx }
   }
 
@@ -65,8 +79,9 @@ export class TxCache {
     const known = this.signatures.get(tx)
     if (known === undefined) return verifyTxSignature(tx, verifier)
     if (known !== null) return known
-    const ok = verifyTxSignature(tx, verifier)
+    const ok = verifyTxSignature(tx, this.verifier ?? verifier, this.signBytes.get(tx))
     this.signatures.set(tx, ok)
+    this.signBytes.delete(tx)
     return ok
   }
 }

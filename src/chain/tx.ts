@@ -4,6 +4,7 @@ import { type Address, type SignatureVerifier, type Signer, sha256Hex } from '..
 import { STAKE_ROLES, type StakeRole } from '../params/index.ts'
 import { addressSchema, amountSchema, chainIdSchema, cidSchema, signatureSchema, uintSchema } from './schema.ts'
 import { GOV_CHOICES, type GovChoice } from './state/types.ts'
+import { readTransferWire } from './tx-wire.ts'
 import { type SignedVote, signedVoteSchema } from './vote.ts'
 import { MAX_VOUCHER_BYTES } from './voucher.ts'
 
@@ -106,8 +107,12 @@ export function signTx(tx: UnsignedTx, signer: Signer): SignedTx {
   return { ...unsigned(tx), sig: signer.sign(txSignBytes(tx)) }
 }
 
-export function verifyTxSignature(tx: SignedTx, verifier: SignatureVerifier): boolean {
-  return verifier.verify(tx.from, txSignBytes(tx), tx.sig)
+/**
+ * Whether the sender's signature verifies. `signBytes` may be passed when the caller already has
+ * them (cut from the wire bytes `tx` was decoded from: see `signBytesFromWire`).
+ */
+export function verifyTxSignature(tx: SignedTx, verifier: SignatureVerifier, signBytes: Uint8Array = txSignBytes(tx)): boolean {
+  return verifier.verify(tx.from, signBytes, tx.sig)
 }
 
 /** Canonical wire bytes of a signed transaction. */
@@ -125,6 +130,13 @@ export function txHash(bytes: Uint8Array): string {
  * field of the right type and range. Does not check the signature or the state.
  */
 export function decodeTx(bytes: Uint8Array, maxBytes: number): SignedTx {
+  if (bytes.byteLength > maxBytes) {
+    throw new DecodeError('DECODE_TOO_LARGE', `message of ${bytes.byteLength} bytes is over the ${maxBytes}-byte limit`)
+  }
+  // the hot path: a transfer in its canonical form is read by hand (same result, a fraction of the
+  // work); anything else, malformed input included, takes the generic path below
+  const transfer = readTransferWire(bytes)
+  if (transfer !== null) return transfer
   const value = decodeCanonical(bytes, maxBytes)
   const parsed = signedTxSchema.safeParse(value)
   if (!parsed.success) {
@@ -144,15 +156,45 @@ export function encodeTxBatch(txs: readonly Uint8Array[]): Uint8Array {
 
 /**
  * Decodes a batch: at most `maxBytes`, canonical DAG-CBOR, a non-empty list of at most `maxTxs`
- * byte strings. Each transaction is decoded and checked on its own afterwards.
+ * byte strings. Each transaction is decoded and checked on its own afterwards. Read by hand (a
+ * list of byte strings has one canonical form: shortest headers, definite lengths), as every
+ * node reads every batch.
  */
 export function decodeTxBatch(bytes: Uint8Array, limits: { maxTxs: number; maxBytes: number }): Uint8Array[] {
-  const value = decodeCanonical(bytes, limits.maxBytes)
-  if (!Array.isArray(value) || value.length === 0 || value.length > limits.maxTxs) {
-    throw new DecodeError('DECODE_MALFORMED', `not a transaction batch: a list of 1 to ${limits.maxTxs} transactions expected`)
+  if (bytes.byteLength > limits.maxBytes) {
+    throw new DecodeError('DECODE_TOO_LARGE', `message of ${bytes.byteLength} bytes is over the ${limits.maxBytes}-byte limit`)
   }
-  for (const tx of value) {
-    if (!(tx instanceof Uint8Array)) throw new DecodeError('DECODE_MALFORMED', 'not a transaction batch: every entry must be bytes')
+  const malformed = (why: string) => new DecodeError('DECODE_MALFORMED', `not a transaction batch: ${why}`)
+  let pos = 0
+  /** A CBOR head of major type `major`: its argument, in shortest form, at most 2^32 - 1. */
+  const head = (major: number): number => {
+    const first = bytes[pos]
+    if (first === undefined) throw malformed('truncated')
+    if (first >> 5 !== major)
+      throw malformed(major === 4 ? `a list of 1 to ${limits.maxTxs} transactions expected` : 'every entry must be bytes')
+    const info = first & 0x1f
+    if (info < 24) {
+      pos += 1
+      return info
+    }
+    const size = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : 0
+    if (size === 0) throw malformed('length not in a definite, shortest form')
+    if (pos + 1 + size > bytes.length) throw malformed('truncated')
+    let n = 0
+    for (let i = 1; i <= size; i++) n = n * 256 + (bytes[pos + i] as number)
+    if (n < (size === 1 ? 24 : size === 2 ? 0x100 : 0x1_0000)) throw malformed('length not in its shortest form')
+    pos += 1 + size
+    return n
   }
-  return value as Uint8Array[]
+  const count = head(4)
+  if (count === 0 || count > limits.maxTxs) throw malformed(`a list of 1 to ${limits.maxTxs} transactions expected`)
+  const txs: Uint8Array[] = []
+  for (let i = 0; i < count; i++) {
+    const len = head(2)
+    if (pos + len > bytes.length) throw malformed('truncated')
+    txs.push(new Uint8Array(bytes.subarray(pos, pos + len)))
+    pos += len
+  }
+  if (pos !== bytes.length) throw malformed('bytes after the list')
+  return txs
 }

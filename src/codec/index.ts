@@ -3,7 +3,6 @@
  * encoding per value; decoders here refuse input that is oversized or not in that encoding.
  */
 import * as dagCbor from '@ipld/dag-cbor'
-import { equals } from 'uint8arrays/equals'
 import { LlmeshError } from '../errors/index.ts'
 
 export type DecodeErrorCode = 'DECODE_TOO_LARGE' | 'DECODE_MALFORMED' | 'DECODE_NOT_CANONICAL'
@@ -29,8 +28,13 @@ export function decodeCanonical(bytes: Uint8Array, maxBytes: number): unknown {
   } catch (err) {
     throw new DecodeError('DECODE_MALFORMED', `not DAG-CBOR: ${(err as Error).message}`, { cause: err })
   }
-  if (!equals(dagCbor.encode(value), bytes)) {
+  if (!sameBytes(dagCbor.encode(value), bytes)) {
     throw new DecodeError('DECODE_NOT_CANONICAL', 'DAG-CBOR is not in canonical form')
   }
   return value
+}
+
+/** Byte equality through the native compare (a proposal's block is megabytes; a JS loop is slow). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
 }

@@ -18,7 +18,18 @@ import {
 import type { SignatureVerifier, Signer } from '../crypto/index.ts'
 import { type ConsensusState, createConsensusState, stepConsensus } from './core.ts'
 import { allowSign, type DoubleSignGuard, SIGN_STEP } from './guard.ts'
+import { proposerFor } from './proposer.ts'
 import type { ConsensusEffect, ConsensusInput, ConsensusTimeouts, LockState } from './types.ts'
+
+interface EarlyProposal {
+  from: string
+  proposal: SignedProposal
+  block: Block
+  receivedAt: number
+}
+
+/** Proposals for the next height kept until this node gets there (a few rounds' worth). */
+const MAX_EARLY_PROPOSALS = 8
 
 /** Distinct votes relayed per height; beyond this a node stops forwarding (its own still go out). */
 const MAX_RELAYED_PER_HEIGHT = 100_000
@@ -117,6 +128,13 @@ export class ConsensusDriver {
   private readonly answered = new Map<string, number>()
   private readonly evidenceSent = new Set<string>()
   private readonly relayed = new Set<string>()
+  /**
+   * Proposals for the next height that arrived while this node was still finishing the current
+   * one, with when they arrived: checked once the node gets there, and judged timely by their
+   * arrival (not by the proposer's next re-send, which may come seconds later). Bounded.
+   */
+  private early = new Map<string, EarlyProposal>()
+  private earlyDue: EarlyProposal[] = []
   private stopped = false
 
   constructor(env: DriverEnv, init: DriverInit) {
@@ -230,9 +248,12 @@ export class ConsensusDriver {
     return true
   }
 
-  private onProposal(from: string, proposal: SignedProposal, block: Block): boolean {
+  private onProposal(from: string, proposal: SignedProposal, block: Block, receivedAt = this.env.now()): boolean {
+    // timeliness is judged by when the proposal arrived, not by when checking its block ended
+    // (a large block can take a loaded node seconds to check)
     if (proposal.height !== this.core.height) {
       this.behind(from, proposal.height)
+      if (proposal.height === this.core.height + 1) this.keepEarly(from, proposal, block, receivedAt)
       return false
     }
     if (!verifyProposal(proposal, this.init.verifier)) return false
@@ -243,16 +264,26 @@ export class ConsensusDriver {
     this.relayed.add(key)
     // a block first proposed in this round must carry a time near our clock; a re-proposal
     // (validRound ≥ 0) had its time accepted by two thirds of the power in an earlier round
-    const valid = this.checkCandidate(hash, block) && (proposal.validRound >= 0 || this.timely(block.header.time, proposal.round))
+    const timely = proposal.validRound >= 0 || this.timely(block.header.time, proposal.round, receivedAt)
+    const valid = this.checkCandidate(hash, block) && timely
     this.input({ type: 'proposal', proposal, valid })
     if (fresh && this.init.relay) this.env.broadcast({ kind: 'proposal', proposal, block })
     return true
   }
 
-  /** Proposer-based time: the block time is within the clock bounds of this node's clock. */
-  private timely(time: number, round: number): boolean {
+  /** Keeps a signed proposal for the next height (at most MAX_EARLY_PROPOSALS, first come). */
+  private keepEarly(from: string, proposal: SignedProposal, block: Block, receivedAt: number): void {
+    const key = `${proposal.round}:${proposal.blockHash}`
+    if (this.early.has(key) || this.early.size >= MAX_EARLY_PROPOSALS || this.chain.nextValidators.length === 0) return
+    // the next height is decided by the set the chain already names (`nextValidators`)
+    const proposer = proposerFor(this.chain.chainId, this.chain.nextValidators, proposal.height, proposal.round)
+    if (proposal.proposer !== proposer || !verifyProposal(proposal, this.init.verifier)) return
+    this.early.set(key, { from, proposal, block, receivedAt })
+  }
+
+  /** Proposer-based time: the block time is within the clock bounds of this node's clock at `now`. */
+  private timely(time: number, round: number, now: number): boolean {
     const { precisionMs, msgDelayMs } = this.init.clock
-    const now = this.env.now()
     const ok = time <= now + precisionMs && time >= now - precisionMs - msgDelayMs * (round + 1)
     if (!ok) this.env.log?.('untimely proposal', { time, now, round })
     return ok
@@ -337,7 +368,8 @@ export class ConsensusDriver {
     this.running = true
     try {
       for (let i = 0; i < 100_000; i++) {
-        const next = this.queue.shift()
+        let next = this.queue.shift()
+        if (next == null && this.replayEarly()) next = this.queue.shift()
         if (next == null) return
         for (const effect of stepConsensus(this.core, next)) this.perform(effect)
       }
@@ -433,7 +465,19 @@ export class ConsensusDriver {
     this.own.clear()
     this.relayed.clear()
     this.queue.length = 0
+    // checked once the core is at the new height (when the input queue has drained)
+    this.earlyDue = [...this.early.values()]
+    this.early = new Map()
     this.input({ type: 'new-height', height: committed.state.height + 1, validators: committed.state.validators })
+  }
+
+  /** Takes the early proposals of the height just entered; true if there were any. */
+  private replayEarly(): boolean {
+    const due = this.earlyDue
+    if (due.length === 0) return false
+    this.earlyDue = []
+    for (const e of due) if (e.proposal.height === this.core.height) this.onProposal(e.from, e.proposal, e.block, e.receivedAt)
+    return true
   }
 
   /** Starts the next height so that blocks come about `blockTimeMs` apart. */

@@ -1,10 +1,10 @@
 import { z } from 'zod'
 import { blockSchema, commitSchema, signedProposalSchema, signedVoteSchema } from '../chain/index.ts'
 import { DecodeError, decodeCanonical, encodeCanonical } from '../codec/index.ts'
+import { MAX_CONSENSUS_MESSAGE_BYTES } from '../params/index.ts'
 import type { ConsensusMessage } from './driver.ts'
 
-/** Largest consensus message accepted from a peer (a proposal carries its whole block). */
-export const MAX_CONSENSUS_MESSAGE_BYTES = 8 * 1024 * 1024
+export { MAX_CONSENSUS_MESSAGE_BYTES }
 
 const messageSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('proposal'), proposal: signedProposalSchema, block: blockSchema }).strict(),

@@ -38,6 +38,30 @@ const TxBody = z
   })
   .strict()
 
+/** Most transactions one `POST /mesh/txs` carries (the body limit, 1 MiB, may bind first). */
+export const MAX_SUBMIT_TXS = 1_024
+/** Longest base64 text of one transaction (16 KiB: the largest transaction a chain may allow is 4 KiB by default). */
+const MAX_TX_BASE64 = 16 * 1024
+const BASE64 = /^[A-Za-z0-9+/=]+$/
+
+/**
+ * The transactions of a `POST /mesh/txs` body, decoded from base64; null if the body is not
+ * `{"txs": [1 to MAX_SUBMIT_TXS base64 strings]}`. Checked by hand: zod per entry costs more
+ * than the rest of the request.
+ */
+function txsOfBody(body: unknown): Uint8Array[] | null {
+  if (body == null || typeof body !== 'object' || Array.isArray(body)) return null
+  const keys = Object.keys(body)
+  const txs = (body as { txs?: unknown }).txs
+  if (keys.length !== 1 || !Array.isArray(txs) || txs.length === 0 || txs.length > MAX_SUBMIT_TXS) return null
+  const out: Uint8Array[] = []
+  for (const t of txs) {
+    if (typeof t !== 'string' || t.length === 0 || t.length > MAX_TX_BASE64 || !BASE64.test(t)) return null
+    out.push(new Uint8Array(Buffer.from(t, 'base64')))
+  }
+  return out
+}
+
 /** A proposal for people: its changes as an object, and the tally (final once voting ended, else so far). */
 function proposalView(p: GovProposal, s: ChainState) {
   const tally = p.tally ?? tallyProposal(p, s.jailed)
@@ -61,7 +85,7 @@ function noChain(reply: FastifyReply) {
     .send(apiError('this node runs no chain (chain.genesis is not set in its config)', 'invalid_request_error', 'no_chain'))
 }
 
-/** `/mesh/chain/*`, `/mesh/accounts/:address` and `/mesh/tx`: the chain as seen by this node. */
+/** `/mesh/chain/*`, `/mesh/accounts/:address`, `/mesh/tx` and `/mesh/txs`: the chain as seen by this node. */
 export function registerChainRoutes(app: FastifyInstance, node: LlmeshNode): void {
   const chainOf = (reply: FastifyReply): ChainService | undefined => {
     const chain = node.chain
@@ -222,6 +246,33 @@ export function registerChainRoutes(app: FastifyInstance, node: LlmeshNode): voi
       return reply.status(status).send(apiError(result.error.message, 'invalid_request_error', result.error.code))
     }
     return reply.status(202).send({ hash: result.hash, status: 'pending' })
+  })
+
+  app.post('/mesh/txs', async (req, reply) => {
+    const chain = chainOf(reply)
+    if (chain == null) return reply
+    const txs = txsOfBody(req.body)
+    if (txs == null)
+      return reply
+        .status(400)
+        .send(
+          apiError(
+            `body must be {"txs": ["<base64 of a signed transaction>", ...]} with 1 to ${MAX_SUBMIT_TXS} transactions`,
+            'invalid_request_error',
+            'invalid_body'
+          )
+        )
+    // in order: a sender's transactions may follow each other in one request
+    let accepted = 0
+    const results = txs.map((raw) => {
+      const result = chain.submit(raw)
+      if (result.ok) {
+        accepted++
+        return { hash: result.hash, status: 'pending' as const }
+      }
+      return { hash: result.hash, status: 'rejected' as const, code: result.error.code, reason: result.error.message }
+    })
+    return reply.status(200).send({ accepted, rejected: txs.length - accepted, results })
   })
 
   app.get<{ Params: { hash: string } }>('/mesh/tx/:hash', async (req, reply) => {

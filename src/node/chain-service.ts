@@ -31,7 +31,6 @@ import {
   decodeConsensusMessage,
   encodeConsensusMessage,
   type LockState,
-  MAX_CONSENSUS_MESSAGE_BYTES,
   type OwnMessages,
   type SignedPoint,
   StoredGuard
@@ -39,43 +38,35 @@ import {
 import { SignatureVerifier, type Signer } from '../crypto/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import type { MeshLibp2p } from '../p2p/index.ts'
-import { CONSENSUS_TIMEOUTS, CONSENSUS_TOPIC, MAX_TRACKED_TXS, MEMPOOL_LIMITS, PROTOCOL_PREFIX } from '../params/index.ts'
-import { ChainStore, DurableFile, jsonCodec } from '../storage/index.ts'
+import {
+  CONSENSUS_TIMEOUTS,
+  CONSENSUS_TOPIC,
+  MAX_TRACKED_TXS,
+  MEMPOOL_LIMITS,
+  SYNC_LIMITS,
+  SYNC_PROTOCOL,
+  TX_BATCH,
+  TX_BATCH_TOPIC
+} from '../params/index.ts'
+import { ChainStore, DurableFile, jsonCodec, OwnMessagesFiles } from '../storage/index.ts'
 import type { NodeMetrics } from './metrics.ts'
+
+/**
+ * Transactions from gossip are admitted in slices of at most this many milliseconds, with the
+ * event loop let go between slices, so a batch of a thousand (a quarter of a second of signature
+ * checks) does not hold up proposals and votes that arrive meanwhile.
+ */
+const ADMIT_SLICE_MS = 10
+/** Transactions from gossip waiting for admission; beyond this, new ones are dropped (a block carrying them is still checked in full). */
+const MAX_INBOX_TXS = 32_768
 
 /** Verified signatures a node remembers (votes and proposals; transactions go through the TxCache). */
 const SIGNATURE_CACHE_SIZE = 200_000
 /** Decoded transactions a node remembers with their signature result: a full mempool and then some. */
 const TX_CACHE_SIZE = 65_536
 
-/**
- * Gossip topic of transaction batches: a node gathers the transactions it accepts from clients
- * for up to `delayMs` and publishes them as one message, so gossip costs one signature, one
- * verification and one frame per batch rather than per transaction.
- */
-export const TX_BATCH_TOPIC = `${PROTOCOL_PREFIX}/txs/1`
-export const TX_BATCH = { maxTxs: 1_024, maxBytes: 1024 * 1024, delayMs: 100 } as const
-
-/**
- * Catch-up over a direct stream: the opener writes one length-prefixed consensus message, a
- * `block-request` (answered with one `blocks` message, then the stream closes) or an unsolicited
- * `blocks` (no answer). Bounded in frame size, blocks per answer, time, streams and pace.
- */
-export const SYNC_PROTOCOL = `${PROTOCOL_PREFIX}/sync/1.0.0`
-export const SYNC_LIMITS = {
-  /** Largest frame either way (a `blocks` answer; a request is a few bytes). */
-  maxFrameBytes: MAX_CONSENSUS_MESSAGE_BYTES,
-  /** Blocks in one answer, and their bytes (an answer always carries at least one block). */
-  maxBlocksPerAnswer: 16,
-  maxAnswerBytes: MAX_CONSENSUS_MESSAGE_BYTES - 256 * 1024,
-  /** Whole exchange, dial included. */
-  timeoutMs: 10_000,
-  /** Inbound sync streams open at once per connection, and requests this node has in flight. */
-  maxInboundStreams: 2,
-  maxOutboundRequests: 4,
-  /** Least time between two answers to one peer. */
-  minAnswerIntervalMs: 100
-} as const
+// the transaction-batch topic and the sync protocol's limits live in src/params (TX_BATCH, SYNC_LIMITS)
+export { SYNC_LIMITS, SYNC_PROTOCOL, TX_BATCH, TX_BATCH_TOPIC } from '../params/index.ts'
 
 export class GenesisFileError extends LlmeshError<'GENESIS_FILE'> {}
 
@@ -113,6 +104,7 @@ const locksSchema = z
     validHash: z.string().nullable()
   })
   .strict()
+const EMPTY = new Uint8Array(0)
 type Decoded = { kind: 'consensus'; message: ConsensusMessage } | { kind: 'txs'; txs: Uint8Array[] }
 const TOPICS = [CONSENSUS_TOPIC, TX_BATCH_TOPIC]
 
@@ -124,7 +116,7 @@ export class ChainService {
   private readonly c: ChainServiceComponents
   private readonly init: ChainServiceInit
   private readonly verifier = new SignatureVerifier(SIGNATURE_CACHE_SIZE)
-  private readonly txCache = new TxCache(TX_CACHE_SIZE)
+  private readonly txCache = new TxCache(TX_CACHE_SIZE, new SignatureVerifier())
   private store: ChainStore | undefined
   private mempool: Mempool | undefined
   private driver: ConsensusDriver | undefined
@@ -139,6 +131,10 @@ export class ChainService {
   private outbox: Uint8Array[] = []
   private outboxBytes = 0
   private outboxTimer: NodeJS.Timeout | undefined
+  /** Transactions from gossip not yet admitted (from `inboxHead` on), and the pending drain. */
+  private inbox: Uint8Array[] = []
+  private inboxHead = 0
+  private inboxDrain: NodeJS.Immediate | undefined
   /** Peers a block request is in flight to, and when each peer was last answered. */
   private readonly syncing = new Set<string>()
   private readonly answeredAt = new Map<string, number>()
@@ -170,16 +166,17 @@ export class ChainService {
       join(this.init.dir, 'locks.json'),
       jsonCodec((v) => locksSchema.parse(v))
     )
-    const ownFile = new DurableFile<OwnMessages>(join(this.init.dir, 'own-messages.cbor'), {
-      encode: (own) => encodeCanonical({ height: own.height, messages: own.messages.map((m) => this.encode(m)) }),
-      decode: (bytes) => {
+    const ownCodec = {
+      encode: (own: OwnMessages) => encodeCanonical({ height: own.height, messages: own.messages.map((m) => this.encode(m)) }),
+      decode: (bytes: Uint8Array): OwnMessages => {
         const v = z
           .object({ height: z.number().int(), messages: z.array(z.instanceof(Uint8Array)) })
           .strict()
           .parse(decodeCanonical(bytes, 64 * 1024 * 1024))
         return { height: v.height, messages: v.messages.map((m) => decodeConsensusMessage(m)) }
       }
-    })
+    }
+    const ownFiles = new OwnMessagesFiles(this.init.dir, ownCodec)
     const signer = this.init.signer
     const guard = this.init.validator ? new StoredGuard(signer.address, guardFile.read() ?? null, (p) => guardFile.write(p)) : null
     const pubsub = this.c.libp2p.services.pubsub
@@ -200,7 +197,7 @@ export class ChainService {
         },
         send: (to, msg) => this.sendDirect(to, msg),
         persistLocks: (locks) => locksFile.write(locks),
-        persistOwn: (own) => ownFile.write(own),
+        persistOwn: (own) => ownFiles.write(own),
         commitBlock: (committed) => {
           store.commit(committed.block, committed.commit, committed.state)
           this.afterCommit(committed.block, committed.hash, committed.state)
@@ -218,7 +215,7 @@ export class ChainService {
         txCache: this.txCache,
         timeouts: CONSENSUS_TIMEOUTS,
         locks: locksFile.read(),
-        own: ownFile.read(),
+        own: ownFiles.read(),
         relay: false // gossipsub forwards messages itself
       }
     )
@@ -239,6 +236,9 @@ export class ChainService {
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
     clearTimeout(this.outboxTimer)
+    clearImmediate(this.inboxDrain)
+    this.inbox = []
+    this.inboxHead = 0
     const pubsub = this.c.libp2p.services.pubsub
     pubsub.removeEventListener('message', this.onGossip)
     for (const topic of TOPICS) pubsub.topicValidators.delete(topic)
@@ -306,13 +306,45 @@ export class ChainService {
   private addTx(raw: Uint8Array): AddResult {
     if (this.mempool == null) throw new Error('chain not started')
     const result = this.mempool.add(raw)
-    if (result.hash != null && !(result.ok && result.duplicate)) {
+    // a transaction that arrives again after its block (late gossip) stays `committed`
+    const committed = result.hash != null && this.statuses.get(result.hash)?.status === 'committed'
+    if (result.hash != null && !(result.ok && result.duplicate) && !committed) {
       this.track(
         result.hash,
         result.ok ? { status: 'pending' } : { status: 'rejected', code: result.error.code, reason: result.error.message }
       )
     }
     return result
+  }
+
+  /** Queues transactions from gossip for admission, in order (a sender's follow each other). */
+  private enqueueTxs(txs: Uint8Array[]): void {
+    const room = MAX_INBOX_TXS - (this.inbox.length - this.inboxHead)
+    if (room < txs.length) this.c.metrics.rejectedMessages.inc({ protocol: TX_BATCH_TOPIC, reason: 'inbox_full' })
+    for (const raw of txs.length <= room ? txs : txs.slice(0, Math.max(0, room))) this.inbox.push(raw)
+    this.inboxDrain ??= setImmediate(() => this.drainInbox())
+  }
+
+  /** Admits queued transactions for up to ADMIT_SLICE_MS, then yields to the event loop if more wait. */
+  private drainInbox(): void {
+    this.inboxDrain = undefined
+    if (this.mempool == null) return
+    const until = performance.now() + ADMIT_SLICE_MS
+    while (this.inboxHead < this.inbox.length && performance.now() < until) {
+      const raw = this.inbox[this.inboxHead] as Uint8Array
+      this.inbox[this.inboxHead++] = EMPTY
+      this.addTx(raw)
+    }
+    if (this.inboxHead >= this.inbox.length) {
+      this.inbox = []
+      this.inboxHead = 0
+    } else {
+      if (this.inboxHead > 4_096) {
+        this.inbox = this.inbox.slice(this.inboxHead)
+        this.inboxHead = 0
+      }
+      this.inboxDrain = setImmediate(() => this.drainInbox())
+    }
   }
 
   private track(hash: string, status: TxStatus): void {
@@ -325,8 +357,9 @@ export class ChainService {
   }
 
   private afterCommit(block: Block, hash: string, state: ChainState): void {
-    for (const raw of block.txs) this.track(txHash(raw), { status: 'committed', height: block.header.height })
-    for (const d of this.mempool?.onCommit(block.txs, state) ?? [])
+    const ids = block.txs.map(txHash)
+    for (const id of ids) this.track(id, { status: 'committed', height: block.header.height })
+    for (const d of this.mempool?.onCommit(block.txs, state, ids) ?? [])
       this.track(d.hash, { status: 'rejected', code: d.error.code, reason: d.error.message })
     this.c.metrics.chainHeight.set(block.header.height)
     this.c.metrics.committedTxs.inc(block.txs.length)
@@ -366,7 +399,8 @@ export class ChainService {
   /** The driver's messages to one peer: catch-up requests and answers, over a direct stream. */
   private sendDirect(to: string, msg: ConsensusMessage): void {
     if (msg.kind === 'block-request') void this.fetchBlocks(to, msg.fromHeight)
-    else if (msg.kind === 'blocks') void this.exchange(to, msg, false)
+    else if (msg.kind === 'blocks')
+      this.exchange(to, msg, false).catch((err: Error) => this.c.log.debug({ peer: to, err: err.message }, 'pushing blocks failed'))
   }
 
   /** Asks a few peers that follow the chain for blocks from `fromHeight` (a block we lack). */
@@ -490,7 +524,7 @@ export class ChainService {
   private handle(msg: Message): void {
     if (msg.type !== 'signed' || !TOPICS.includes(msg.topic)) return
     const decoded = this.decoded.get(msg) ?? this.decode(msg)
-    if (decoded.kind === 'txs') for (const raw of decoded.txs) this.addTx(raw)
+    if (decoded.kind === 'txs') this.enqueueTxs(decoded.txs)
     else this.driver?.onMessage(msg.from.toString(), decoded.message)
   }
 }

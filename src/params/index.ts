@@ -11,7 +11,7 @@ export const PROTOCOL_PREFIX = '/llmesh'
 export const DHT_PROTOCOL = `${PROTOCOL_PREFIX}/kad/1.0.0`
 /** Gossip topic where every node announces itself (version, roles, API) periodically. */
 export const PRESENCE_TOPIC = `${PROTOCOL_PREFIX}/presence/1`
-/** Gossip topic of the chain's proposals and votes (transaction batches and block sync: src/node/chain-service.ts). */
+/** Gossip topic of the chain's proposals and votes (transaction batches: `TX_BATCH_TOPIC`; block sync: `SYNC_PROTOCOL`). */
 export const CONSENSUS_TOPIC = `${PROTOCOL_PREFIX}/consensus/1`
 /** Request/response protocol between an edge and a host: inference requests multiplexed over long-lived streams. */
 export const INFER_PROTOCOL = `${PROTOCOL_PREFIX}/infer/1.0.0`
@@ -287,6 +287,38 @@ export const CHAIN_PARAM_BOUNDS: { [K in keyof ChainParams]: [ChainParams[K], Ch
 export const CONSENSUS_TIMEOUTS = { proposeMs: 3_000, prevoteMs: 1_000, precommitMs: 1_000, deltaMs: 500 } as const
 
 export const MEMPOOL_LIMITS = { maxTxs: 50_000, maxBytes: 64 * 1024 * 1024 } as const
+
+/** Largest consensus message accepted from a peer (a proposal carries its whole block). */
+export const MAX_CONSENSUS_MESSAGE_BYTES = 8 * 1024 * 1024
+
+/**
+ * Gossip topic of transaction batches: a node gathers the transactions it accepts from clients
+ * for up to `delayMs` and publishes them as one message, so gossip costs one signature, one
+ * verification and one frame per batch rather than per transaction.
+ */
+export const TX_BATCH_TOPIC = `${PROTOCOL_PREFIX}/txs/1`
+export const TX_BATCH = { maxTxs: 1_024, maxBytes: 1024 * 1024, delayMs: 100 } as const
+
+/**
+ * Catch-up over a direct stream: the opener writes one length-prefixed consensus message, a
+ * `block-request` (answered with one `blocks` message, then the stream closes) or an unsolicited
+ * `blocks` (no answer). Bounded in frame size, blocks per answer, time, streams and pace.
+ */
+export const SYNC_PROTOCOL = `${PROTOCOL_PREFIX}/sync/1.0.0`
+export const SYNC_LIMITS = {
+  /** Largest frame either way (a `blocks` answer; a request is a few bytes). */
+  maxFrameBytes: MAX_CONSENSUS_MESSAGE_BYTES,
+  /** Blocks in one answer, and their bytes (an answer always carries at least one block). */
+  maxBlocksPerAnswer: 16,
+  maxAnswerBytes: MAX_CONSENSUS_MESSAGE_BYTES - 256 * 1024,
+  /** Whole exchange, dial included. */
+  timeoutMs: 10_000,
+  /** Inbound sync streams open at once per connection, and requests this node has in flight. */
+  maxInboundStreams: 2,
+  maxOutboundRequests: 4,
+  /** Least time between two answers to one peer. */
+  minAnswerIntervalMs: 100
+} as const
 
 /** Transaction statuses a node remembers for `GET /mesh/tx/:hash`; the oldest are forgotten. */
 export const MAX_TRACKED_TXS = 100_000
