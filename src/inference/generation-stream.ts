@@ -44,6 +44,16 @@ export class GenerationStream implements Generation {
     this.poke()
   }
 
+  /**
+   * Ends the generation as cancelled: pieces the consumer has not taken yet are dropped (none is
+   * delivered after a cancel), and the result's text, which must end with them, loses them too.
+   */
+  abort(result: GenerationResult): void {
+    if (this.state !== 'running') return
+    const dropped = this.pieces.splice(0).join('')
+    this.finish({ ...result, text: result.text.slice(0, result.text.length - dropped.length) })
+  }
+
   fail(err: unknown): void {
     if (this.state !== 'running') return
     this.state = 'failed'

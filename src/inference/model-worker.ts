@@ -260,7 +260,7 @@ export class ModelWorker {
     if (!g.stream.running) return
     this.release(g)
     if (error != null) g.stream.fail(error)
-    else g.stream.finish(this.partialResult(g))
+    else g.stream.abort(this.partialResult(g))
     if (!g.dispatched) {
       const at = this.queue.indexOf(g)
       if (at >= 0) this.queue.splice(at, 1)

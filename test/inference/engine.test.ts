@@ -9,6 +9,7 @@ import {
   normalizeGenerateRequest,
   renderChatFallback
 } from '../../src/inference/index.ts'
+import { GenerationStream } from '../../src/inference/generation-stream.ts'
 import { encodeFrame, FrameError, FrameReader } from '../../src/inference/ipc.ts'
 import { INFERENCE_DEFAULTS, INFERENCE_LIMITS } from '../../src/params/index.ts'
 
@@ -161,4 +162,28 @@ test('echo engine: refuses what every engine refuses, and stops when aborted or 
   const leftResult = await left.result
   assert.equal(leftResult.finishReason, 'aborted')
   assert.ok(leftResult.completionTokens < 10)
+})
+
+test('a cancelled generation delivers no piece after the cancel: waiting pieces are dropped, from the text too', async () => {
+  const stream = new GenerationStream()
+  for (const piece of ['a', 'b', 'c']) stream.push(piece)
+  const taken: string[] = []
+  for await (const piece of stream) {
+    taken.push(piece)
+    // the producer cancels while two pieces still wait for the consumer
+    stream.abort({
+      text: 'abc',
+      finishReason: 'aborted',
+      stopSequence: null,
+      promptTokens: 1,
+      completionTokens: 3,
+      seed: 0,
+      timeToFirstTokenMs: 1,
+      durationMs: 2
+    })
+  }
+  assert.deepEqual(taken, ['a'])
+  const result = await stream.result
+  assert.equal(result.text, 'a')
+  assert.equal(result.completionTokens, 3, 'the tokens produced still count')
 })
