@@ -1,3 +1,4 @@
+import { CborReader, WireError } from '../codec/wire.ts'
 import type { SignedTx } from './tx.ts'
 
 /*
@@ -31,73 +32,14 @@ const SIGN_HEAD = Uint8Array.from([0xa2, 0x62, ...ascii('tx'), 0xa5])
 /** `66 'domain' 6b 'llmesh/tx/1'`: the tail of the signed bytes. */
 const SIGN_TAIL = Uint8Array.from([0x66, ...ascii('domain'), 0x6b, ...ascii('llmesh/tx/1')])
 const SIG_BYTES = 64
-/** Longest chain id and address (the schema's limit, in characters; only ASCII takes this path). */
+/** Longest chain id and address, in bytes (the schema's limit is 64 characters, so never more). */
 const MAX_TEXT = 64
 
-/** A cursor over the bytes; every read checks bounds and minimal encoding, and fails with null. */
-class Reader {
-  pos = 0
-  constructor(readonly bytes: Uint8Array) {}
-
-  expect(lit: Uint8Array): boolean {
-    const b = this.bytes
-    if (this.pos + lit.length > b.length) return false
-    for (let i = 0; i < lit.length; i++) if (b[this.pos + i] !== lit[i]) return false
-    this.pos += lit.length
-    return true
-  }
-
-  /** An unsigned integer (major type 0) in its shortest form, as a bigint; null if not one. */
-  uint(): bigint | null {
-    const b = this.bytes
-    const first = b[this.pos]
-    if (first === undefined || first >> 5 !== 0) return null
-    const info = first & 0x1f
-    if (info < 24) {
-      this.pos += 1
-      return BigInt(info)
-    }
-    const size = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : 0
-    if (size === 0 || this.pos + 1 + size > b.length) return null
-    let v = 0n
-    if (size <= 4) {
-      let n = 0
-      for (let i = 1; i <= size; i++) n = n * 256 + (b[this.pos + i] as number)
-      v = BigInt(n)
-    } else {
-      let hi = 0
-      let lo = 0
-      for (let i = 1; i <= 4; i++) hi = hi * 256 + (b[this.pos + i] as number)
-      for (let i = 5; i <= 8; i++) lo = lo * 256 + (b[this.pos + i] as number)
-      v = (BigInt(hi) << 32n) | BigInt(lo)
-    }
-    // shortest form only: a value that fits a smaller size must use it
-    const least = size === 1 ? 24n : size === 2 ? 0x100n : size === 4 ? 0x1_0000n : 0x1_0000_0000n
-    if (v < least) return null
-    this.pos += 1 + size
-    return v
-  }
-
-  /** A text string (major type 3) of 1 to MAX_TEXT ASCII characters; null otherwise. */
-  asciiText(): string | null {
-    const b = this.bytes
-    const first = b[this.pos]
-    if (first === undefined) return null
-    let len: number
-    let start: number
-    if (first >= 0x61 && first <= 0x77) {
-      len = first - 0x60
-      start = this.pos + 1
-    } else if (first === 0x78) {
-      len = b[this.pos + 1] ?? 0
-      start = this.pos + 2
-      if (len < 24) return null // not the shortest form
-    } else return null
-    if (len > MAX_TEXT || start + len > b.length) return null
-    for (let i = start; i < start + len; i++) if ((b[i] as number) >= 0x80) return null
-    this.pos = start + len
-    return String.fromCharCode.apply(null, b.subarray(start, start + len) as unknown as number[])
-  }
+/** A text of 1 to MAX_TEXT bytes (what the schema takes); throws WireError otherwise. */
+function text(r: CborReader): string {
+  const s = r.text(MAX_TEXT)
+  if (s.length === 0) r.fail('empty text')
+  return s
 }
 
 /**
@@ -106,25 +48,30 @@ class Reader {
  * check the size limit, the signature or the state.
  */
 export function readTransferWire(bytes: Uint8Array): SignedTx | null {
-  const r = new Reader(bytes)
-  if (!r.expect(HEAD)) return null
-  const fee = r.uint()
-  if (fee === null || !r.expect(SIG_HEAD) || r.pos + SIG_BYTES > bytes.length) return null
-  // a copy, as a plain Uint8Array (as the generic decoder gives), of just these 64 bytes
-  const sig = new Uint8Array(bytes.subarray(r.pos, r.pos + SIG_BYTES))
-  r.pos += SIG_BYTES
-  if (!r.expect(BODY_HEAD)) return null
-  const to = r.asciiText()
-  if (to === null || !r.expect(TRANSFER_TYPE)) return null
-  const amount = r.uint()
-  if (amount === null || !r.expect(FROM_KEY)) return null
-  const from = r.asciiText()
-  if (from === null || !r.expect(NONCE_KEY)) return null
-  const nonce = r.uint()
-  if (nonce === null || nonce > BigInt(Number.MAX_SAFE_INTEGER) || !r.expect(CHAIN_ID_KEY)) return null
-  const chainId = r.asciiText()
-  if (chainId === null || r.pos !== bytes.length) return null
-  return { chainId, from, nonce: Number(nonce), fee, body: { type: 'transfer', to, amount }, sig }
+  const r = new CborReader(bytes)
+  try {
+    if (!r.tryKey(HEAD)) return null
+    const fee = r.bigUint()
+    if (!r.tryKey(SIG_HEAD) || r.pos + SIG_BYTES > bytes.length) return null
+    // a copy, as a plain Uint8Array (as the generic decoder gives), of just these 64 bytes
+    const sig = new Uint8Array(bytes.subarray(r.pos, r.pos + SIG_BYTES))
+    r.pos += SIG_BYTES
+    if (!r.tryKey(BODY_HEAD)) return null
+    const to = text(r)
+    if (!r.tryKey(TRANSFER_TYPE)) return null
+    const amount = r.bigUint()
+    if (!r.tryKey(FROM_KEY)) return null
+    const from = text(r)
+    if (!r.tryKey(NONCE_KEY)) return null
+    const nonce = r.uint(Number.MAX_SAFE_INTEGER)
+    if (!r.tryKey(CHAIN_ID_KEY)) return null
+    const chainId = text(r)
+    if (!r.done) return null
+    return { chainId, from, nonce, fee, body: { type: 'transfer', to, amount }, sig }
+  } catch (err) {
+    if (err instanceof WireError) return null
+    throw err
+  }
 }
 
 /**
@@ -134,10 +81,16 @@ export function readTransferWire(bytes: Uint8Array): SignedTx | null {
  * the head is not the expected one.
  */
 export function signBytesFromWire(bytes: Uint8Array): Uint8Array | null {
-  const r = new Reader(bytes)
-  if (!r.expect(HEAD) || r.uint() === null) return null
+  const r = new CborReader(bytes)
+  if (!r.tryKey(HEAD)) return null
+  try {
+    r.bigUint()
+  } catch (err) {
+    if (err instanceof WireError) return null
+    throw err
+  }
   const feeEnd = r.pos
-  if (!r.expect(SIG_HEAD) || r.pos + SIG_BYTES > bytes.length) return null
+  if (!r.tryKey(SIG_HEAD) || r.pos + SIG_BYTES > bytes.length) return null
   const sigEnd = r.pos + SIG_BYTES
   const out = new Uint8Array(SIGN_HEAD.length + (feeEnd - 1) + (bytes.length - sigEnd) + SIGN_TAIL.length)
   let o = 0

@@ -1,7 +1,4 @@
 import * as dagCbor from '@ipld/dag-cbor'
-import { LlmeshError } from '../errors/index.ts'
-import { HOST_LIMITS, INFERENCE_LIMITS } from '../params/index.ts'
-import type { ChatMessage, FinishReason, NormalizedRequest } from './engine.ts'
 import {
   bytesLength,
   CborReader,
@@ -13,7 +10,10 @@ import {
   textLength,
   uintLength,
   WireError
-} from './wire-cbor.ts'
+} from '../codec/wire.ts'
+import { LlmeshError } from '../errors/index.ts'
+import { HOST_LIMITS, INFERENCE_LIMITS } from '../params/index.ts'
+import type { ChatMessage, FinishReason, NormalizedRequest } from './engine.ts'
 
 /**
  * The frames of `/llmesh/infer/1.0.0` (see docs/protocols.md). One stream is one session

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto'
-import { CborWriter, encodedKey, MAJOR_MAP, textLength, uintLength } from './wire-cbor.ts'
+import { CborWriter, encodedKey, MAJOR_MAP, textLength, uintLength } from '../codec/wire.ts'
 
 /**
  * Batched receipts: a host that finishes several jobs at once signs one Merkle root over their

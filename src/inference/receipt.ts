@@ -1,9 +1,19 @@
 import { hash } from 'node:crypto'
+import {
+  bytesLength,
+  CborReader,
+  CborWriter,
+  encodedKey,
+  headLength,
+  MAJOR_ARRAY,
+  MAJOR_MAP,
+  textLength,
+  uintLength
+} from '../codec/wire.ts'
 import { type Address, SignatureVerifier, type Signer } from '../crypto/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import { INFERENCE_LIMITS } from '../params/index.ts'
 import { batchMessage, leafHash, MAX_PROOF_HASHES, MAX_RECEIPT_BATCH, merkleTree, rootFromProof } from './receipt-batch.ts'
-import { bytesLength, CborReader, CborWriter, encodedKey, headLength, MAJOR_ARRAY, MAJOR_MAP, textLength, uintLength } from './wire-cbor.ts'
 
 /**
  * A receipt: the host's signed statement that it ran one job. It is canonical DAG-CBOR, so

@@ -1,12 +1,35 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { buildBlock, type SignedVote, signProposal, signVote } from '../../src/chain/index.ts'
+import { buildBlock, type ChainState, type SignedVote, signProposal, signVote } from '../../src/chain/index.ts'
 import { ConsensusDriver, type ConsensusMessage, proposerFor, StoredGuard } from '../../src/consensus/index.ts'
-import { SignatureVerifier } from '../../src/crypto/index.ts'
+import { SignatureVerifier, type Signer } from '../../src/crypto/index.ts'
 import { makeCommit, makeSigners, makeState } from '../chain/fixtures.ts'
 
 const TIMEOUTS = { proposeMs: 60_000, prevoteMs: 60_000, precommitMs: 60_000, deltaMs: 10 }
 const CLOCK = { precisionMs: 500, msgDelayMs: 1_000 }
+
+/** A started driver for validator `self` on a clock the test moves (`clock.now`), recording what it broadcasts. */
+function startDriver(state: ChainState, self: Signer, verifier: SignatureVerifier) {
+  const clock = { now: 1_800_000_000_000 }
+  const sent: ConsensusMessage[] = []
+  const driver = new ConsensusDriver(
+    {
+      now: () => clock.now,
+      setTimer: () => {},
+      broadcast: (msg) => sent.push(msg),
+      send: () => {},
+      persistLocks: () => {},
+      persistOwn: () => {},
+      commitBlock: () => {},
+      loadBlock: () => undefined,
+      mempool: () => [],
+      evidence: () => {}
+    },
+    { state, signer: self, guard: new StoredGuard(self.address, null, () => {}), verifier, timeouts: TIMEOUTS, clock: CLOCK }
+  )
+  driver.start()
+  return { driver, sent, clock }
+}
 
 /**
  * One validator (not the proposer of height 1, round 0) receives a fresh proposal whose block
@@ -22,25 +45,8 @@ function prevoteFor(offsetMs: number, checkMs = 0): SignedVote {
   const self = signers.find((s) => s.address !== proposerAddress)
   if (proposer == null || self == null) throw new Error('signers')
 
-  let now = 1_800_000_000_000
-  const sent: ConsensusMessage[] = []
-  const driver = new ConsensusDriver(
-    {
-      now: () => now,
-      setTimer: () => {},
-      broadcast: (msg) => sent.push(msg),
-      send: () => {},
-      persistLocks: () => {},
-      persistOwn: () => {},
-      commitBlock: () => {},
-      loadBlock: () => undefined,
-      mempool: () => [],
-      evidence: () => {}
-    },
-    { state, signer: self, guard: new StoredGuard(self.address, null, () => {}), verifier, timeouts: TIMEOUTS, clock: CLOCK }
-  )
-  driver.start()
-  const built = buildBlock(state, { proposer: proposer.address, time: now + offsetMs, lastCommit: null, candidates: [], verifier })
+  const { driver, sent, clock } = startDriver(state, self, verifier)
+  const built = buildBlock(state, { proposer: proposer.address, time: clock.now + offsetMs, lastCommit: null, candidates: [], verifier })
   const proposal = signProposal(
     { chainId: state.chainId, height: 1, round: 0, validRound: -1, blockHash: built.hash, proposer: proposer.address },
     proposer
@@ -48,7 +54,7 @@ function prevoteFor(offsetMs: number, checkMs = 0): SignedVote {
   // a slow block check: the validator's clock has moved on by the time it is done
   const slowVerifier = verifier.verify.bind(verifier)
   verifier.verify = (...args) => {
-    now += checkMs
+    clock.now += checkMs
     checkMs = 0
     return slowVerifier(...args)
   }
@@ -84,26 +90,9 @@ test('a proposal for the next height that arrives early is checked there, and ju
   const proposer1 = signers.find((s) => s.address === p1)
   const proposer2 = signers.find((s) => s.address === p2)
   if (self == null || proposer1 == null || proposer2 == null) throw new Error('signers')
-  let now = 1_800_000_000_000
-  const sent: ConsensusMessage[] = []
-  const driver = new ConsensusDriver(
-    {
-      now: () => now,
-      setTimer: () => {},
-      broadcast: (msg) => sent.push(msg),
-      send: () => {},
-      persistLocks: () => {},
-      persistOwn: () => {},
-      commitBlock: () => {},
-      loadBlock: () => undefined,
-      mempool: () => [],
-      evidence: () => {}
-    },
-    { state, signer: self, guard: new StoredGuard(self.address, null, () => {}), verifier, timeouts: TIMEOUTS, clock: CLOCK }
-  )
-  driver.start()
+  const { driver, sent, clock } = startDriver(state, self, verifier)
   const propose = (signer: typeof self, base: typeof state, height: number) => {
-    const built = buildBlock(base, { proposer: signer.address, time: now, lastCommit: null, candidates: [], verifier })
+    const built = buildBlock(base, { proposer: signer.address, time: clock.now, lastCommit: null, candidates: [], verifier })
     const proposal = signProposal(
       { chainId: state.chainId, height, round: 0, validRound: -1, blockHash: built.hash, proposer: signer.address },
       signer
@@ -113,11 +102,11 @@ test('a proposal for the next height that arrives early is checked there, and ju
   const one = propose(proposer1, state, 1)
   assert.equal(driver.onMessage(p1, one.msg), true)
   // the proposal of height 2 arrives (timely) before this node has finished height 1
-  now += 1
+  clock.now += 1
   const others = signers.filter((x) => x.address !== self.address)
   const twoBuilt = buildBlock(one.built.state, {
     proposer: p2,
-    time: now,
+    time: clock.now,
     lastCommit: makeCommit(one.built.block, one.built.hash, 0, others),
     candidates: [],
     verifier
@@ -132,7 +121,7 @@ test('a proposal for the next height that arrives early is checked there, and ju
   }
   assert.equal(driver.onMessage(p2, two), false, 'not for this height yet')
   // height 1 is decided 10 s later (precommits of three of the four)
-  now += 10_000
+  clock.now += 10_000
   for (const s of others) {
     const vote = signVote(
       { chainId: state.chainId, height: 1, round: 0, type: 'precommit', blockHash: one.built.hash, validator: s.address },

@@ -1,7 +1,7 @@
 /**
- * Hand-written canonical DAG-CBOR for the hot messages of the inference protocol (frames, job
- * results, receipts): the same bytes `@ipld/dag-cbor` writes for the same values, without building
- * and sorting a token list per message. The reader accepts only canonical encodings (shortest
+ * Hand-written canonical DAG-CBOR for hot messages (the inference protocol's frames, job results
+ * and receipts; the chain's transfers): the same bytes `@ipld/dag-cbor` writes for the same
+ * values, without building and sorting a token list per message. The reader accepts only canonical encodings (shortest
  * heads, definite lengths, valid UTF-8) and reports anything else as {@link WireError}, so a caller
  * can refuse the message or hand it to the generic decoder.
  */
@@ -11,6 +11,13 @@ export class WireError extends LlmeshError<'WIRE_MALFORMED'> {}
 
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true })
 const TWO_32 = 2 ** 32
+/** Texts up to this many bytes that are all ASCII are read without a TextDecoder (addresses, ids). */
+const SHORT_ASCII = 128
+
+function isAscii(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if ((b[i] as number) >= 0x80) return false
+  return true
+}
 
 /** CBOR major types. */
 export const MAJOR_UINT = 0
@@ -184,11 +191,15 @@ export class CborReader {
     const n = this.head(MAJOR_TEXT)
     if (n > maxBytes) this.fail(`text of ${n} bytes is over ${maxBytes}`)
     if (this.pos + n > this.bytes.byteLength) this.fail('truncated')
+    const view = this.bytes.subarray(this.pos, this.pos + n)
     let s: string
-    try {
-      s = fatalUtf8.decode(this.bytes.subarray(this.pos, this.pos + n))
-    } catch {
-      this.fail('text is not UTF-8')
+    if (n <= SHORT_ASCII && isAscii(view)) s = String.fromCharCode.apply(null, view as unknown as number[])
+    else {
+      try {
+        s = fatalUtf8.decode(view)
+      } catch {
+        this.fail('text is not UTF-8')
+      }
     }
     this.pos += n
     return s
