@@ -54,6 +54,8 @@ interface RoundState {
   prevote: VoteTally
   precommit: VoteTally
   proposal: SignedProposal | undefined
+  /** Whether `proposal` arrived timely (see the `proposal` input). */
+  proposalTimely: boolean
   /** Validators heard from in this round (any message): for the round-skip rule. */
   senders: Set<Address>
   senderPower: bigint
@@ -153,7 +155,14 @@ function resetHeight(s: ConsensusState, height: number, validators: readonly Val
 function roundState(s: ConsensusState, round: number): RoundState {
   let r = s.rounds.get(round)
   if (r == null) {
-    r = { prevote: new VoteTally(), precommit: new VoteTally(), proposal: undefined, senders: new Set(), senderPower: 0n }
+    r = {
+      prevote: new VoteTally(),
+      precommit: new VoteTally(),
+      proposal: undefined,
+      proposalTimely: false,
+      senders: new Set(),
+      senderPower: 0n
+    }
     s.rounds.set(round, r)
   }
   return r
@@ -264,7 +273,7 @@ function fireOne(s: ConsensusState, fx: ConsensusEffect[]): boolean {
     if (proposal.validRound === -1) {
       // L22
       s.step = 'prevote'
-      castVote(s, fx, 'prevote', valid && (s.lockedRound === -1 || s.lockedHash === hash) ? hash : null)
+      castVote(s, fx, 'prevote', valid && cur.proposalTimely && (s.lockedRound === -1 || s.lockedHash === hash) ? hash : null)
       return true
     }
     const vr = proposal.validRound
@@ -342,10 +351,10 @@ function onVote(s: ConsensusState, fx: ConsensusEffect[], vote: SignedVote): voi
   noteSender(s, vote.round, vote.validator)
 }
 
-function onProposal(s: ConsensusState, proposal: SignedProposal, valid: boolean): void {
+function onProposal(s: ConsensusState, proposal: SignedProposal, valid: boolean, timely: boolean): void {
   if (proposal.chainId !== s.config.chainId) return
   if (proposal.height === s.height + 1) {
-    bufferFuture(s, { type: 'proposal', proposal, valid })
+    bufferFuture(s, { type: 'proposal', proposal, valid, timely })
     return
   }
   if (proposal.height !== s.height || !acceptsRound(s, proposal.round)) return
@@ -354,7 +363,10 @@ function onProposal(s: ConsensusState, proposal: SignedProposal, valid: boolean)
   // the block's validity is a fact about the block, whichever round proposes it
   if (!s.validity.has(proposal.blockHash) || valid) s.validity.set(proposal.blockHash, valid)
   const r = roundState(s, proposal.round)
-  if (r.proposal == null) r.proposal = proposal
+  if (r.proposal == null) {
+    r.proposal = proposal
+    r.proposalTimely = timely
+  }
   // our own proposal, replayed after a restart: never build another for this round
   if (proposal.proposer === s.config.self) s.proposed.add(proposal.round)
   noteSender(s, proposal.round, proposal.proposer)
@@ -387,7 +399,7 @@ export function stepConsensus(s: ConsensusState, input: ConsensusInput): Consens
       s.future = []
       for (const m of pending) {
         if (m.type === 'vote') onVote(s, fx, m.vote)
-        else if (m.type === 'proposal') onProposal(s, m.proposal, m.valid)
+        else if (m.type === 'proposal') onProposal(s, m.proposal, m.valid, m.timely ?? true)
       }
       return fx
     }
@@ -401,7 +413,7 @@ export function stepConsensus(s: ConsensusState, input: ConsensusInput): Consens
       onVote(s, fx, input.vote)
       break
     case 'proposal':
-      onProposal(s, input.proposal, input.valid)
+      onProposal(s, input.proposal, input.valid, input.timely ?? true)
       break
     case 'timeout':
       onTimeout(s, fx, input.kind, input.height, input.round)

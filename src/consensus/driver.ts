@@ -265,8 +265,8 @@ export class ConsensusDriver {
     // a block first proposed in this round must carry a time near our clock; a re-proposal
     // (validRound ≥ 0) had its time accepted by two thirds of the power in an earlier round
     const timely = proposal.validRound >= 0 || this.timely(block.header.time, proposal.round, receivedAt)
-    const valid = this.checkCandidate(hash, block) && timely
-    this.input({ type: 'proposal', proposal, valid })
+    const valid = this.checkCandidate(hash, block)
+    this.input({ type: 'proposal', proposal, valid, timely })
     if (fresh && this.init.relay) this.env.broadcast({ kind: 'proposal', proposal, block })
     return true
   }

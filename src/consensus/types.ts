@@ -26,8 +26,14 @@ export type ConsensusInput =
   | { type: 'start' }
   /** Move to `height` with its validator set (after committing or syncing the block before). */
   | { type: 'new-height'; height: number; validators: readonly Validator[] }
-  /** A proposal with a verified signature; `valid` says whether its block applies to our state. */
-  | { type: 'proposal'; proposal: SignedProposal; valid: boolean }
+  /**
+   * A proposal with a verified signature; `valid` says whether its block applies to our state,
+   * `timely` (default true) whether its block time was within bounds of our clock when it arrived.
+   * Timeliness only decides the prevote for a block first proposed in its round (proposer-based
+   * timestamps): a block that +2/3 of the power prevoted is locked and precommitted whatever our
+   * clock said, so a late arrival (a restart, a partition) cannot stall a round that others carry.
+   */
+  | { type: 'proposal'; proposal: SignedProposal; valid: boolean; timely?: boolean }
   | { type: 'vote'; vote: SignedVote }
   | { type: 'timeout'; kind: TimeoutKind; height: number; round: number }
   /** The shell's answer to `get-value`: a block it built and checked, by hash. */

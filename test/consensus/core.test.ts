@@ -110,6 +110,44 @@ test('a prevote for an invalid block is nil, and conflicting votes yield evidenc
   )
 })
 
+test('an untimely proposal gets a nil prevote, yet its block is locked on +2/3 prevotes and decided on +2/3 precommits', () => {
+  const signers = makeSigners(4)
+  const validators = signers.map((s) => ({ address: s.address, power: 10n })).sort((a, b) => (a.address < b.address ? -1 : 1))
+  const proposer = proposerFor('c', validators, 1, 0)
+  // this node: a validator that is not the proposer of round 0 (its clock disagrees with the block time)
+  const self = validators.find((v) => v.address !== proposer)?.address ?? ''
+  const others = validators.map((v) => v.address).filter((a) => a !== self)
+  const s = createConsensusState(
+    { chainId: 'c', self, timeouts: { proposeMs: 100, prevoteMs: 100, precommitMs: 100, deltaMs: 10 } },
+    1,
+    validators
+  )
+  stepConsensus(s, { type: 'start' })
+  const sig = new Uint8Array(64)
+  const blockHash = 'd'.repeat(64)
+  const proposal = { chainId: 'c', height: 1, round: 0, validRound: -1, blockHash, proposer, sig }
+  const prevote = stepConsensus(s, { type: 'proposal', proposal, valid: true, timely: false }).find((e) => e.type === 'vote')
+  assert.ok(prevote?.type === 'vote' && prevote.vote.blockHash === null, 'nil prevote for an untimely block')
+  // the three others prevoted the block: a polka for a valid block, whatever this node's clock said
+  const vote = (validator: string, type: 'prevote' | 'precommit') => ({
+    chainId: 'c',
+    height: 1,
+    round: 0,
+    type,
+    blockHash,
+    validator,
+    sig
+  })
+  const fx = others.flatMap((v) => stepConsensus(s, { type: 'vote', vote: vote(v, 'prevote') }))
+  const precommit = fx.find((e) => e.type === 'vote' && e.vote.type === 'precommit')
+  assert.ok(precommit?.type === 'vote' && precommit.vote.blockHash === blockHash, 'locks and precommits the block')
+  const decided = others.flatMap((v) => stepConsensus(s, { type: 'vote', vote: vote(v, 'precommit') }))
+  assert.ok(
+    decided.some((e) => e.type === 'decide' && e.blockHash === blockHash),
+    'decides it on +2/3 precommits'
+  )
+})
+
 test('consensus messages round-trip the wire codec; garbage and oversized input are refused', () => {
   const vote = {
     chainId: 'c',
