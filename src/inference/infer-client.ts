@@ -168,28 +168,10 @@ export class HostSession {
   }
 
   /**
-   * Runs a job: `onToken` gets each piece of text as it arrives; resolves with the whole text, the
-   * result and the checked receipt. Aborting `signal` cancels the job on the host.
-   */
-  run(job: Job, onToken: (text: string) => void, signal?: AbortSignal): Promise<JobOutcome> {
-    if (this.closedWith != null) return Promise.reject(this.closedWith)
-    if (signal?.aborted === true) return Promise.reject(new HostError('cancelled', this.host, 'cancelled before it started'))
-    const running = this.start(job, onToken)
-    if (signal !== undefined) {
-      const onAbort = (): void => running.cancel()
-      signal.addEventListener('abort', onAbort, { once: true })
-      void running.outcome.then(
-        () => signal.removeEventListener('abort', onAbort),
-        () => signal.removeEventListener('abort', onAbort)
-      )
-    }
-    return running.outcome
-  }
-
-  /**
-   * Starts a job, as {@link run} does, and returns its handle: `outcome` settles as `run`'s promise
-   * does; `cancel()` cancels the job on the host (`outcome` then rejects with `cancelled`). No
-   * AbortSignal per job: the edge's hot path makes one job per request.
+   * Starts a job and returns its handle: `onToken` gets each piece of text as it arrives;
+   * `outcome` resolves with the whole text, the result and the checked receipt; `cancel()` cancels
+   * the job on the host (`outcome` then rejects with `cancelled`). No AbortSignal per job: the
+   * edge's hot path makes one job per request.
    */
   start(job: Job, onToken: (text: string) => void): RunningJob {
     if (this.closedWith != null) {
