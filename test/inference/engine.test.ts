@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { GenerationStream } from '../../src/inference/generation-stream.ts'
 import {
   EchoEngine,
   type GenerateRequest,
@@ -9,7 +10,6 @@ import {
   normalizeGenerateRequest,
   renderChatFallback
 } from '../../src/inference/index.ts'
-import { GenerationStream } from '../../src/inference/generation-stream.ts'
 import { encodeFrame, FrameError, FrameReader } from '../../src/inference/ipc.ts'
 import { INFERENCE_DEFAULTS, INFERENCE_LIMITS } from '../../src/params/index.ts'
 
