@@ -70,6 +70,10 @@ export interface HostSessionComponents {
   verifier: SignatureVerifier
   /** This node's address (the `client` of every receipt). */
   self: Address
+  /** Receipt signatures are checked on a session's first receipt, then once per this interval (default {@link EDGE_DEFAULTS}). */
+  receiptCheckIntervalMs?: number
+  /** Milliseconds, for the receipt check interval (default `performance.now`). */
+  now?: () => number
 }
 
 const textDecoder = new TextDecoder('utf-8', { fatal: false })
@@ -92,6 +96,8 @@ export class HostSession {
   private readonly channel: SealedChannel
   private readonly jobs = new Map<number, PendingJob>()
   private readonly receipts: ReceiptChecker
+  /** When this session last checked a receipt's signature (undefined: never). */
+  private signatureCheckedAt: number | undefined
   private nextId = 0
   private closedWith: Error | undefined
   private readonly onClose: () => void
@@ -244,9 +250,32 @@ export class HostSession {
     }
   }
 
-  /** The receipt must be the host's, for this job, over exactly what was sent and received. */
+  /**
+   * The receipt must be the host's, for this job, over exactly what was sent and received. Its
+   * fields are checked every time; its signature on the session's first receipt, then once per
+   * `receiptCheckIntervalMs`: the sealed channel already proves the host sent it (only the host's
+   * sealing key opens it), the signature is what lets others check it. A bad signature closes
+   * the session: a host that signs falsely is dropped.
+   */
   private checkReceipt(job: PendingJob, result: JobResult, text: string): Receipt {
-    const receipt = this.receipts.verify(result.receipt)
+    const now = (this.c.now ?? performance.now.bind(performance))()
+    const interval = this.c.receiptCheckIntervalMs ?? EDGE_DEFAULTS.receiptCheckIntervalMs
+    let receipt: Receipt
+    if (this.signatureCheckedAt === undefined || now - this.signatureCheckedAt >= interval) {
+      try {
+        receipt = this.receipts.verify(result.receipt)
+      } catch (err) {
+        const error = new HostError(
+          'bad_host',
+          this.host,
+          `host ${this.host} sent a receipt that does not verify: ${(err as Error).message}`,
+          err
+        )
+        queueMicrotask(() => this.close(error))
+        throw error
+      }
+      this.signatureCheckedAt = now
+    } else receipt = this.receipts.read(result.receipt)
     const bad = (what: string): HostError => new HostError('bad_host', this.host, `host ${this.host} sent a receipt with ${what}`)
     if (receipt.host !== this.host) throw bad('another host')
     if (receipt.client !== this.c.self || receipt.job !== job.jobId) throw bad('another job')

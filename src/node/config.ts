@@ -116,7 +116,9 @@ export const ConfigSchema = z
         /** Hosts tried for one request before giving up (failover happens before the first token only). */
         maxAttempts: z.number().int().min(1).max(16).default(EDGE_DEFAULTS.maxAttempts),
         /** A host that sends no first token within this time is given up for the next. */
-        firstTokenTimeoutMs: z.number().int().min(100).max(3_600_000).default(EDGE_DEFAULTS.firstTokenTimeoutMs)
+        firstTokenTimeoutMs: z.number().int().min(100).max(3_600_000).default(EDGE_DEFAULTS.firstTokenTimeoutMs),
+        /** Receipt signatures are checked on a session's first receipt, then once per this interval (0: every receipt). */
+        receiptCheckIntervalMs: z.number().int().min(0).max(3_600_000).default(EDGE_DEFAULTS.receiptCheckIntervalMs)
       })
       .strict()
       .prefault({}),

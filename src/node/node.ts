@@ -288,7 +288,13 @@ export class LlmeshNode {
     )
     this.adverts.start()
     if (roles.includes('edge')) {
-      this.sessions = new HostSessions({ libp2p, log, verifier, self: signer.address })
+      this.sessions = new HostSessions({
+        libp2p,
+        log,
+        verifier,
+        self: signer.address,
+        receiptCheckIntervalMs: this.config.edge.receiptCheckIntervalMs
+      })
       this._mesh = new MeshInference(
         {
           adverts: this.adverts,

@@ -8,6 +8,8 @@ import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { DHT_PROTOCOL, LIMITS, LOCAL_NETWORK, VERSION } from '../params/index.ts'
+// stops libp2p's length-prefixed decoder from throwing (and catching) an Error per received chunk
+import './lp-decoder-fix.ts'
 
 export interface P2pInit {
   privateKey: PrivateKey

@@ -170,7 +170,14 @@ export const EDGE_DEFAULTS = {
   providerLookupMs: 3_000,
   /** `max_tokens` when a chat request gives none (OpenAI's completions default is 16; chats get more). */
   chatMaxTokens: 256,
-  completionMaxTokens: 16
+  completionMaxTokens: 16,
+  /**
+   * The edge checks the signature of a session's first receipt, then of one receipt per this
+   * interval (and every receipt's fields always). The sealed session already proves the host
+   * sent them; the signature is what lets others check a receipt, so a host that signs falsely
+   * is caught within this time and dropped (docs/inference.md, Receipts).
+   */
+  receiptCheckIntervalMs: 1_000
 } as const
 
 /**

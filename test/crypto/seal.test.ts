@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import { createCipheriv, randomBytes } from 'node:crypto'
 import { describe, it, test } from 'node:test'
 import {
   acceptSealedSession,
@@ -7,6 +7,7 @@ import {
   deriveSealKeyPair,
   openSealedSession,
   SealError,
+  SealedChannel,
   SignatureVerifier,
   signerFromSeed,
   verifySealKey
@@ -69,6 +70,36 @@ describe('end-to-end sealing', () => {
     t1.set([(t1[0] ?? 0) ^ 1], 0)
     assert.throws(() => edge3.open(t1, aad), SealError)
     assert.equal(dec.decode(edge3.open(host3.seal(enc.encode('y'), aad), aad)), 'y', 'after the failed position the next frame opens')
+  })
+
+  it('small frames (wasm cipher) and large ones (node:crypto) are the same RFC 8439 bytes, and open on the other side', () => {
+    const k1 = randomBytes(32)
+    const k2 = randomBytes(32)
+    const a = new SealedChannel(k1, k2)
+    const b = new SealedChannel(k2, k1)
+    const sizes = [0, 1, 200, 511, 512, 513, 1_000, 5_000]
+    let counter = 0n
+    for (const aadBytes of [5, 40]) {
+      for (const size of sizes) {
+        const plain = randomBytes(size)
+        const aad = randomBytes(aadBytes)
+        const sealed = a.seal(plain, aad)
+        // what node:crypto makes with the same key, nonce (4 zero bytes, then the counter) and data
+        const nonce = Buffer.alloc(12)
+        nonce.writeBigUInt64BE(counter++, 4)
+        const cipher = createCipheriv('chacha20-poly1305', k1, nonce, { authTagLength: 16 })
+        cipher.setAAD(aad, { plaintextLength: size })
+        const want = Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()])
+        assert.deepEqual(Buffer.from(sealed), want, `${size} bytes, ${aadBytes} of associated data`)
+        assert.deepEqual(Buffer.from(b.open(sealed, aad)), plain)
+      }
+    }
+    // a changed tag fails on either path
+    for (const size of [10, 5_000]) {
+      const sealed = a.seal(randomBytes(size), new Uint8Array(5))
+      sealed[sealed.length - 1] = (sealed[sealed.length - 1] ?? 0) ^ 1
+      assert.throws(() => b.open(sealed, new Uint8Array(5)), SealError)
+    }
   })
 
   it('a session to one host does not open at another, nor for another edge', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { encodeCanonical } from '../../src/codec/index.ts'
-import { LIMITS, PRESENCE_TOPIC } from '../../src/params/index.ts'
+import { LIMITS, PRESENCE_TOPIC, VERSION } from '../../src/params/index.ts'
 import { waitFor } from '../helpers.ts'
 import { addressOf, peerIdOf, startTestNode } from '../node-fixture.ts'
 
@@ -51,10 +51,11 @@ test('malformed and oversized presence messages from a peer are rejected, counte
     },
     10_000
   )
-  assert.equal(
-    b.knownPeers().some((p) => p.peerId === peerIdOf(a)),
-    false,
-    'nothing from the garbage was remembered'
+  // a's own announcements (every 5 s on a local network) may be remembered; nothing of the garbage is
+  const fromA = b.knownPeers().filter((p) => p.peerId === peerIdOf(a))
+  assert.ok(
+    fromA.every((p) => p.presence.v === 1 && p.presence.version === VERSION),
+    `nothing from the garbage was remembered: ${JSON.stringify(fromA).slice(0, 200)}`
   )
   assert.ok(internals(b).getScore(peerIdOf(a)) <= 0, 'the sender is not rewarded')
 
