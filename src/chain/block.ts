@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { DecodeError, decodeCanonical, encodeCanonical } from '../codec/index.ts'
 import { type Address, sha256Hex } from '../crypto/index.ts'
 import { addressSchema, chainIdSchema, hashSchema, uintSchema } from './schema.ts'
+import { txHash } from './tx.ts'
 import { type SignedVote, signedVoteSchema } from './vote.ts'
 
 export interface BlockHeader {
@@ -63,7 +64,7 @@ export function blockHash(header: BlockHeader): string {
 }
 
 export function txRoot(txs: Uint8Array[]): string {
-  return txRootOfIds(txs.map((tx) => sha256Hex(tx)))
+  return txRootOfIds(txs.map(txHash))
 }
 
 /** The transaction root from the transactions' ids (for callers that already hashed them). */

@@ -1,6 +1,7 @@
+import { hash } from 'node:crypto'
 import { z } from 'zod'
 import { DecodeError, decodeCanonical, encodeCanonical } from '../codec/index.ts'
-import { type Address, type SignatureVerifier, type Signer, sha256Hex } from '../crypto/index.ts'
+import type { Address, SignatureVerifier, Signer } from '../crypto/index.ts'
 import { STAKE_ROLES, type StakeRole } from '../params/index.ts'
 import { addressSchema, amountSchema, chainIdSchema, cidSchema, signatureSchema, uintSchema } from './schema.ts'
 import { GOV_CHOICES, type GovChoice } from './state/types.ts'
@@ -122,7 +123,8 @@ export function encodeTx(tx: SignedTx): Uint8Array {
 
 /** The transaction's id: SHA-256 of its wire bytes, hex. */
 export function txHash(bytes: Uint8Array): string {
-  return sha256Hex(bytes)
+  // node:crypto's one-shot hash: the same SHA-256, without a Hash object per call (~1 µs, not ~3)
+  return hash('sha256', bytes, 'hex')
 }
 
 /**

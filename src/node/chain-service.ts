@@ -48,7 +48,7 @@ import {
   TX_BATCH,
   TX_BATCH_TOPIC
 } from '../params/index.ts'
-import { ChainStore, DurableFile, jsonCodec, OwnMessagesFiles } from '../storage/index.ts'
+import { ChainStore, DurableFile, jsonCodec, OwnMessagesFiles, type SignerRecord, SignerStateFiles } from '../storage/index.ts'
 import type { NodeMetrics } from './metrics.ts'
 
 /**
@@ -57,6 +57,8 @@ import type { NodeMetrics } from './metrics.ts'
  * checks) does not hold up proposals and votes that arrive meanwhile.
  */
 const ADMIT_SLICE_MS = 10
+/** Most time a proposer spends admitting queued transactions into the block it is about to build. */
+const PROPOSE_ADMIT_MS = 400
 /** Transactions from gossip waiting for admission; beyond this, new ones are dropped (a block carrying them is still checked in full). */
 const MAX_INBOX_TXS = 32_768
 
@@ -104,7 +106,22 @@ const locksSchema = z
     validHash: z.string().nullable()
   })
   .strict()
+const recordSchema = z
+  .object({
+    guard: pointSchema.nullable(),
+    locks: locksSchema.nullable(),
+    votes: z.object({ height: z.number().int(), messages: z.array(z.instanceof(Uint8Array)).max(4_096) }).strict()
+  })
+  .strict()
 const EMPTY = new Uint8Array(0)
+/** Least time between two publications of one of this node's proposals (the driver re-sends every second). */
+const PROPOSAL_RESEND_MS = 2_000
+/** Blocks tracked for who voted for them (a few per height in play). */
+const MAX_VOTED_BLOCKS = 64
+/** Proposals remembered with their wire bytes, so a re-sent one is recognised instead of decoded. */
+const RECENT_PROPOSALS = 4
+/** Consensus messages at least this large are compared with the recent proposals before decoding. */
+const PROPOSAL_DEDUP_BYTES = 16 * 1024
 type Decoded = { kind: 'consensus'; message: ConsensusMessage } | { kind: 'txs'; txs: Uint8Array[] }
 const TOPICS = [CONSENSUS_TOPIC, TX_BATCH_TOPIC]
 
@@ -118,6 +135,7 @@ export class ChainService {
   private readonly verifier = new SignatureVerifier(SIGNATURE_CACHE_SIZE)
   private readonly txCache = new TxCache(TX_CACHE_SIZE, new SignatureVerifier())
   private store: ChainStore | undefined
+  private signerFiles: SignerStateFiles | undefined
   private mempool: Mempool | undefined
   private driver: ConsensusDriver | undefined
   private readonly timers = new Set<NodeJS.Timeout>()
@@ -127,6 +145,12 @@ export class ChainService {
   private readonly decoded = new WeakMap<Message, Decoded>()
   /** Wire bytes of consensus messages sent, so a re-sent proposal (with its block) is encoded once. */
   private readonly encoded = new WeakMap<ConsensusMessage, Uint8Array>()
+  /** When each of this node's proposals was last published (see `proposalResendDue`). */
+  private readonly proposalsSent = new WeakMap<ConsensusMessage, number>()
+  /** Validators seen voting for a block, by `height:blockHash`, for the heights in play. */
+  private readonly votersFor = new Map<string, Set<string>>()
+  /** The last proposals decoded, with their wire bytes: a peer's re-send of one is not decoded again. */
+  private recentProposals: Array<{ bytes: Uint8Array; decoded: Decoded }> = []
   /** Accepted transactions not yet gossiped, and the timer that flushes them. */
   private outbox: Uint8Array[] = []
   private outboxBytes = 0
@@ -158,14 +182,6 @@ export class ChainService {
     this.store = store
     const state = store.latest()
     this.mempool = new Mempool(state, MEMPOOL_LIMITS, this.verifier, this.txCache)
-    const guardFile = new DurableFile<SignedPoint>(
-      join(this.init.dir, 'sign-guard.json'),
-      jsonCodec((v) => pointSchema.parse(v))
-    )
-    const locksFile = new DurableFile<LockState>(
-      join(this.init.dir, 'locks.json'),
-      jsonCodec((v) => locksSchema.parse(v))
-    )
     const ownCodec = {
       encode: (own: OwnMessages) => encodeCanonical({ height: own.height, messages: own.messages.map((m) => this.encode(m)) }),
       decode: (bytes: Uint8Array): OwnMessages => {
@@ -176,9 +192,46 @@ export class ChainService {
         return { height: v.height, messages: v.messages.map((m) => decodeConsensusMessage(m)) }
       }
     }
-    const ownFiles = new OwnMessagesFiles(this.init.dir, ownCodec)
+    const recordCodec = {
+      encode: (r: SignerRecord) =>
+        encodeCanonical({
+          guard: r.guard,
+          locks: r.locks,
+          votes: { height: r.votes.height, messages: r.votes.messages.map((m) => this.encode(m)) }
+        }),
+      decode: (bytes: Uint8Array): SignerRecord => {
+        const v = recordSchema.parse(decodeCanonical(bytes, 4 * 1024 * 1024))
+        return {
+          guard: v.guard,
+          locks: v.locks,
+          votes: { height: v.votes.height, messages: v.votes.messages.map((m) => decodeConsensusMessage(m)) }
+        }
+      }
+    }
+    const dir = this.init.dir
+    // what an earlier version kept in three files (guard, locks, votes), taken over once
+    const legacy = (): SignerRecord => {
+      const own = new OwnMessagesFiles(dir, ownCodec).read()
+      return {
+        guard:
+          new DurableFile<SignedPoint>(
+            join(dir, 'sign-guard.json'),
+            jsonCodec((v) => pointSchema.parse(v))
+          ).read() ?? null,
+        locks:
+          new DurableFile<LockState>(
+            join(dir, 'locks.json'),
+            jsonCodec((v) => locksSchema.parse(v))
+          ).read() ?? null,
+        votes: { height: own?.height ?? -1, messages: own?.messages.filter((m) => m.kind !== 'proposal') ?? [] }
+      }
+    }
+    const signerFiles = new SignerStateFiles(dir, { record: recordCodec, own: ownCodec }, legacy)
+    this.signerFiles = signerFiles
     const signer = this.init.signer
-    const guard = this.init.validator ? new StoredGuard(signer.address, guardFile.read() ?? null, (p) => guardFile.write(p)) : null
+    // the guard point, the locks and the validator's messages are recorded here and made durable
+    // together before anything leaves the node (`broadcast` and `send` flush first)
+    const guard = this.init.validator ? new StoredGuard(signer.address, signerFiles.guard, (p) => signerFiles.recordGuard(p)) : null
     const pubsub = this.c.libp2p.services.pubsub
     const log = this.c.log
     this.driver = new ConsensusDriver(
@@ -192,18 +245,27 @@ export class ChainService {
           this.timers.add(t)
         },
         broadcast: (msg) => {
+          this.flushSignerState()
           if (msg.kind === 'block-request') this.requestFromPeers(msg.fromHeight)
+          else if (msg.kind === 'proposal' && !this.proposalResendDue(msg)) return
           else this.publish(CONSENSUS_TOPIC, this.encode(msg))
         },
-        send: (to, msg) => this.sendDirect(to, msg),
-        persistLocks: (locks) => locksFile.write(locks),
-        persistOwn: (own) => ownFiles.write(own),
+        send: (to, msg) => {
+          this.flushSignerState()
+          this.sendDirect(to, msg)
+        },
+        // durable at the next flush, which comes before any message leaves (see SignerStateFiles)
+        persistLocks: (locks) => signerFiles.recordLocks(locks),
+        persistOwn: (own) => signerFiles.recordOwn(own),
         commitBlock: (committed) => {
           store.commit(committed.block, committed.commit, committed.state)
           this.afterCommit(committed.block, committed.hash, committed.state)
         },
         loadBlock: (height) => store.recentBlock(height) ?? store.readBlock(height),
-        mempool: () => this.mempool?.candidates() ?? [],
+        mempool: () => {
+          this.admitBeforeProposing()
+          return this.mempool?.candidates() ?? []
+        },
         evidence: (a, b) => this.reportEvidence(a, b),
         log: (event, data) => log.debug({ ...data }, event)
       },
@@ -214,8 +276,8 @@ export class ChainService {
         verifier: this.verifier,
         txCache: this.txCache,
         timeouts: CONSENSUS_TIMEOUTS,
-        locks: locksFile.read(),
-        own: ownFiles.read(),
+        locks: signerFiles.locks ?? undefined,
+        own: signerFiles.own(),
         relay: false // gossipsub forwards messages itself
       }
     )
@@ -243,7 +305,58 @@ export class ChainService {
     pubsub.removeEventListener('message', this.onGossip)
     for (const topic of TOPICS) pubsub.topicValidators.delete(topic)
     await this.c.libp2p.unhandle(SYNC_PROTOCOL)
+    const signerFiles = this.signerFiles
+    this.signerFiles = undefined
+    await signerFiles?.close()
     await this.store?.close()
+  }
+
+  /**
+   * Whether to publish this proposal now. The driver re-sends its own messages every second so a
+   * peer that lost one recovers; a proposal carries its whole block (megabytes under load, each
+   * copy signed, encrypted, forwarded and decoded by every peer), so it goes out again only
+   * PROPOSAL_RESEND_MS after it last did, and not at all once every other validator has voted for
+   * its block (a validator votes for a block only after checking it, so it has it).
+   */
+  private proposalResendDue(msg: ConsensusMessage & { kind: 'proposal' }): boolean {
+    const now = Date.now()
+    const last = this.proposalsSent.get(msg)
+    if (last == null) {
+      this.proposalsSent.set(msg, now)
+      return true
+    }
+    if (now - last < PROPOSAL_RESEND_MS) return false
+    const p = msg.proposal
+    const voters = this.votersFor.get(`${p.height}:${p.blockHash}`)
+    const validators = this.store?.latest().validators ?? []
+    if (voters != null && validators.length > 0 && validators.every((v) => v.address === p.proposer || voters.has(v.address))) return false
+    this.proposalsSent.set(msg, now)
+    return true
+  }
+
+  /** Remembers that `vote`'s validator voted for its block (so it has the block). Bounded to the heights in play. */
+  private noteVote(vote: SignedVote): void {
+    if (vote.blockHash == null) return
+    const height = this.store?.latest().height ?? 0
+    if (vote.height <= height || vote.height > height + 2) return
+    if (this.votersFor.size >= MAX_VOTED_BLOCKS) {
+      for (const key of this.votersFor.keys()) if (Number(key.split(':')[0]) <= height) this.votersFor.delete(key)
+      if (this.votersFor.size >= MAX_VOTED_BLOCKS) return
+    }
+    const key = `${vote.height}:${vote.blockHash}`
+    let voters = this.votersFor.get(key)
+    if (voters == null) {
+      voters = new Set()
+      this.votersFor.set(key, voters)
+    }
+    voters.add(vote.validator)
+  }
+
+  /** Makes the guard point, locks and own messages recorded so far durable (one write); a no-op if nothing changed. */
+  private flushSignerState(): void {
+    const files = this.signerFiles
+    if (files == null || !files.pending) return
+    files.flush()
   }
 
   get state(): ChainState {
@@ -328,23 +441,44 @@ export class ChainService {
   /** Admits queued transactions for up to ADMIT_SLICE_MS, then yields to the event loop if more wait. */
   private drainInbox(): void {
     this.inboxDrain = undefined
-    if (this.mempool == null) return
-    const until = performance.now() + ADMIT_SLICE_MS
-    while (this.inboxHead < this.inbox.length && performance.now() < until) {
+    if (this.admitFromInbox(ADMIT_SLICE_MS, Number.POSITIVE_INFINITY)) this.inboxDrain = setImmediate(() => this.drainInbox())
+  }
+
+  /**
+   * Admits queued transactions, in order, for up to `budgetMs` or until the mempool holds
+   * `mempoolTarget`; returns whether some still wait.
+   */
+  private admitFromInbox(budgetMs: number, mempoolTarget: number): boolean {
+    const mempool = this.mempool
+    if (mempool == null) return false
+    const until = performance.now() + budgetMs
+    while (this.inboxHead < this.inbox.length && mempool.size < mempoolTarget && performance.now() < until) {
       const raw = this.inbox[this.inboxHead] as Uint8Array
       this.inbox[this.inboxHead++] = EMPTY
-      this.addTx(raw)
+      // already in a committed block (checked with it while it waited here): nothing to admit
+      if (this.statuses.get(txHash(raw))?.status !== 'committed') this.addTx(raw)
     }
     if (this.inboxHead >= this.inbox.length) {
       this.inbox = []
       this.inboxHead = 0
-    } else {
-      if (this.inboxHead > 4_096) {
-        this.inbox = this.inbox.slice(this.inboxHead)
-        this.inboxHead = 0
-      }
-      this.inboxDrain = setImmediate(() => this.drainInbox())
+      return false
     }
+    if (this.inboxHead > 4_096) {
+      this.inbox = this.inbox.slice(this.inboxHead)
+      this.inboxHead = 0
+    }
+    return true
+  }
+
+  /**
+   * Before building a block: a validator behind on admitting gossiped transactions (its inbox
+   * long, its mempool short) would propose a small or empty block while thousands wait. It admits
+   * from its inbox first, for up to PROPOSE_ADMIT_MS: work it must do anyway (each transaction is
+   * verified once per node), done where it fills the block.
+   */
+  private admitBeforeProposing(): void {
+    const maxBlockTxs = this.store?.latest().params.maxBlockTxs ?? 0
+    if (this.admitFromInbox(PROPOSE_ADMIT_MS, maxBlockTxs)) this.inboxDrain ??= setImmediate(() => this.drainInbox())
   }
 
   private track(hash: string, status: TxStatus): void {
@@ -390,10 +524,19 @@ export class ChainService {
 
   private decode(msg: Message): Decoded {
     if (msg.topic === TX_BATCH_TOPIC) return { kind: 'txs', txs: decodeTxBatch(msg.data, TX_BATCH) }
+    const large = msg.data.byteLength >= PROPOSAL_DEDUP_BYTES
+    if (large) {
+      // a proposal re-sent by its proposer: the same bytes decode to the same message
+      const known = this.recentProposals.find((p) => Buffer.from(p.bytes.buffer, p.bytes.byteOffset, p.bytes.byteLength).equals(msg.data))
+      if (known != null) return known.decoded
+    }
     const message = decodeConsensusMessage(msg.data)
     // catch-up travels over direct streams, never over gossip
     if (message.kind !== 'proposal' && message.kind !== 'vote') throw new Error(`${message.kind} on ${msg.topic}`)
-    return { kind: 'consensus', message }
+    const decoded: Decoded = { kind: 'consensus', message }
+    if (large && message.kind === 'proposal')
+      this.recentProposals = [{ bytes: msg.data, decoded }, ...this.recentProposals.slice(0, RECENT_PROPOSALS - 1)]
+    return decoded
   }
 
   /** The driver's messages to one peer: catch-up requests and answers, over a direct stream. */
@@ -495,7 +638,10 @@ export class ChainService {
     try {
       const decoded = this.decode(msg)
       this.decoded.set(msg, decoded)
-      if (decoded.kind === 'consensus') reason = this.checkSigner(decoded.message)
+      if (decoded.kind === 'consensus') {
+        reason = this.checkSigner(decoded.message)
+        if (reason == null && decoded.message.kind === 'vote') this.noteVote(decoded.message.vote)
+      }
     } catch {
       reason = 'malformed'
     }

@@ -1,4 +1,5 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { open, rename } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { isSystemError, LlmeshError } from '../errors/index.ts'
 
@@ -72,6 +73,29 @@ export class DurableFile<T> {
       fsyncSync(dir)
     } finally {
       closeSync(dir)
+    }
+  }
+
+  /**
+   * `write` off the event loop (the file system calls run in libuv's pool): resolves once the new
+   * content and the directory entry are on disk. The caller keeps such writes in order (one at a
+   * time per file), since both use the same temporary file.
+   */
+  async writeAsync(value: T): Promise<void> {
+    const tmp = `${this.path}.tmp`
+    const file = await open(tmp, 'w', 0o600)
+    try {
+      await file.writeFile(this.codec.encode(value))
+      await file.sync()
+    } finally {
+      await file.close()
+    }
+    await rename(tmp, this.path)
+    const dir = await open(dirname(this.path), 'r')
+    try {
+      await dir.sync()
+    } finally {
+      await dir.close()
     }
   }
 }
