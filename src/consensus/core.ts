@@ -41,6 +41,12 @@ class VoteTally {
     return undefined
   }
 
+  /** The block (not nil) holding more than two thirds, if one does. */
+  quorumBlock(total: bigint): string | undefined {
+    for (const [hash, power] of this.power) if (hash != null && isQuorum(power, total)) return hash
+    return undefined
+  }
+
   powerFor(hash: string | null): bigint {
     return this.power.get(hash) ?? 0n
   }
@@ -309,6 +315,27 @@ function fireOne(s: ConsensusState, fx: ConsensusEffect[]): boolean {
       }
       return true
     }
+  }
+
+  // L36, for an earlier round: a polka for a valid block in a round after `validRound` that this
+  // node saw only once it had left that round (a partition, a lost relay). The paper updates
+  // validValue only while in the polka's round; then a validator that learns of a lock late keeps
+  // proposing fresh blocks that the locked validators refuse, and progress waits until the
+  // proposer draw happens to pick a locked one. Adopting the polka as the valid value (never as a
+  // lock) makes this node re-propose it, with the polka's round as proof, which every honest
+  // validator locked at or before that round accepts (L28). Safety is untouched: receivers check
+  // the polka themselves, and a byzantine proposer could send the same proposal.
+  let latePolka: { round: number; hash: string } | undefined
+  for (const [round, r] of s.rounds) {
+    if (round <= s.validRound || round >= s.round || (latePolka != null && round <= latePolka.round)) continue
+    const hash = r.prevote.quorumBlock(total)
+    if (hash != null && s.validity.get(hash) === true) latePolka = { round, hash }
+  }
+  if (latePolka != null) {
+    s.validHash = latePolka.hash
+    s.validRound = latePolka.round
+    fx.push({ type: 'persist', locks: locksOf(s) })
+    return true
   }
 
   // L44: a polka for nil

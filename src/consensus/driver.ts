@@ -196,8 +196,24 @@ export class ConsensusDriver {
     this.env.setTimer(this.init.rebroadcastMs, () => {
       if (this.stopped) return
       for (const msg of this.own.values()) this.env.broadcast(msg)
+      this.rebroadcastPolka()
       this.tick()
     })
+  }
+
+  /**
+   * Re-sends the prevotes of the polka behind this node's valid value, as CometBFT gossips a
+   * proposal's POL prevotes to peers that lack them. A re-proposal (validRound ≥ 0) is prevoted
+   * only by validators that hold that polka (L28), and a vote relayed once can be lost for good:
+   * an equivocator sends half the validators the other vote, so they get its polka vote only
+   * through others (the simulation found this). At most one vote per validator per tick.
+   */
+  private rebroadcastPolka(): void {
+    const { validRound, validHash } = this.core
+    if (validRound < 0 || validHash == null) return
+    for (const vote of this.core.rounds.get(validRound)?.prevote.votesFor(validHash) ?? []) {
+      if (vote.validator !== this.init.signer?.address) this.env.broadcast({ kind: 'vote', vote })
+    }
   }
 
   /** A message from peer `from`. Invalid messages are dropped; returns whether it was accepted. */

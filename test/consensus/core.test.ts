@@ -148,6 +148,54 @@ test('an untimely proposal gets a nil prevote, yet its block is locked on +2/3 p
   )
 })
 
+test('a polka seen only after its round makes it the valid value, which this node re-proposes', () => {
+  // the isolated-validator simulation (SIM_SEED=471160): a validator that learned of an earlier
+  // round's polka late kept proposing fresh blocks that the validators locked on the polka refused
+  const signers = makeSigners(4)
+  const validators = signers.map((s) => ({ address: s.address, power: 10n })).sort((a, b) => (a.address < b.address ? -1 : 1))
+  const first = proposerFor('c', validators, 1, 0)
+  let later = 2
+  while (proposerFor('c', validators, 1, later) === first) later++
+  const self = proposerFor('c', validators, 1, later)
+  const others = validators.map((v) => v.address).filter((a) => a !== self)
+  const s = createConsensusState(
+    { chainId: 'c', self, timeouts: { proposeMs: 100, prevoteMs: 100, precommitMs: 100, deltaMs: 10 } },
+    1,
+    validators
+  )
+  const timeouts = (round: number) =>
+    (['propose', 'prevote', 'precommit'] as const).flatMap((kind) => stepConsensus(s, { type: 'timeout', kind, height: 1, round }))
+  stepConsensus(s, { type: 'start' })
+  // round 0 passes with nothing heard: this node prevotes and precommits nil and moves on
+  timeouts(0)
+  assert.equal(s.round, 1)
+  // then round 0's proposal and a polka for its block arrive
+  const sig = new Uint8Array(64)
+  const blockHash = 'd'.repeat(64)
+  const proposal = { chainId: 'c', height: 1, round: 0, validRound: -1, blockHash, proposer: first, sig }
+  stepConsensus(s, { type: 'proposal', proposal, valid: true })
+  const fx = others
+    .filter((a) => a !== first)
+    .concat(first)
+    .flatMap((validator) =>
+      stepConsensus(s, { type: 'vote', vote: { chainId: 'c', height: 1, round: 0, type: 'prevote', blockHash, validator, sig } })
+    )
+  assert.equal(s.validRound, 0)
+  assert.equal(s.validHash, blockHash)
+  assert.equal(s.lockedRound, -1, 'a late polka is not a lock')
+  assert.ok(fx.some((e) => e.type === 'persist' && e.locks.validRound === 0 && e.locks.validHash === blockHash))
+  assert.ok(!fx.some((e) => e.type === 'vote'), 'no vote for a round already left')
+  // as proposer of a later round it re-proposes that block with the polka's round as proof
+  let entered: ReturnType<typeof stepConsensus> = []
+  for (let round = 1; round < later; round++) entered = timeouts(round)
+  assert.equal(s.round, later)
+  const propose = entered.find((e) => e.type === 'propose')
+  assert.ok(propose?.type === 'propose', 'proposes at once, without building a new block')
+  assert.equal(propose.proposal.blockHash, blockHash)
+  assert.equal(propose.proposal.validRound, 0)
+  assert.ok(!entered.some((e) => e.type === 'get-value'))
+})
+
 test('consensus messages round-trip the wire codec; garbage and oversized input are refused', () => {
   const vote = {
     chainId: 'c',
