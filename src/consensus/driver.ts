@@ -89,6 +89,12 @@ export interface DriverInit {
   locks?: LockState
   /** Signed messages saved before a crash, if any. */
   own?: OwnMessages
+  /**
+   * The commit of the block `state` follows (from the store): the next block this node proposes
+   * must carry it. Without it a restarted validator proposes blocks every peer refuses until it
+   * commits a height again.
+   */
+  lastCommit?: Commit | null
   /** Forward every new valid proposal and vote to all peers (flood gossip). */
   relay?: boolean
   /** How often to re-send this node's own messages of the current height (recovers lost ones). */
@@ -113,7 +119,7 @@ export const DEFAULT_CLOCK_BOUNDS = { precisionMs: 1_000, msgDelayMs: 3_000 } as
  */
 export class ConsensusDriver {
   private readonly env: DriverEnv
-  private readonly init: Required<Omit<DriverInit, 'locks' | 'own' | 'signer' | 'guard' | 'txCache'>> &
+  private readonly init: Required<Omit<DriverInit, 'locks' | 'own' | 'signer' | 'guard' | 'txCache' | 'lastCommit'>> &
     Pick<DriverInit, 'signer' | 'guard' | 'own' | 'txCache'>
   private chain: ChainState
   private core: ConsensusState
@@ -141,6 +147,7 @@ export class ConsensusDriver {
     this.env = env
     this.init = { relay: false, rebroadcastMs: 1_000, maxBlocksPerAnswer: 16, clock: DEFAULT_CLOCK_BOUNDS, ...init }
     this.chain = init.state
+    this.lastCommit = init.lastCommit ?? null
     this.core = createConsensusState(
       { chainId: init.state.chainId, self: init.signer?.address ?? null, timeouts: init.timeouts },
       init.state.height + 1,

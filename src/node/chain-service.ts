@@ -181,6 +181,8 @@ export class ChainService {
     const store = await ChainStore.open(join(this.init.dir, 'db'), genesis)
     this.store = store
     const state = store.latest()
+    // the commit of the latest block: the next block this node proposes carries it
+    const lastCommit = state.height > 0 ? ((await store.readBlock(state.height))?.commit ?? null) : null
     this.mempool = new Mempool(state, MEMPOOL_LIMITS, this.verifier, this.txCache)
     const ownCodec = {
       encode: (own: OwnMessages) => encodeCanonical({ height: own.height, messages: own.messages.map((m) => this.encode(m)) }),
@@ -278,6 +280,7 @@ export class ChainService {
         timeouts: CONSENSUS_TIMEOUTS,
         locks: signerFiles.locks ?? undefined,
         own: signerFiles.own(),
+        lastCommit,
         relay: false // gossipsub forwards messages itself
       }
     )

@@ -258,6 +258,7 @@ export function runSimulation(opts: SimOptions): SimResult {
       timeouts,
       locks: node.disk.locks,
       own: node.disk.own,
+      lastCommit: node.disk.blocks.get(node.disk.state.height)?.commit ?? null,
       relay: opts.relay ?? true,
       rebroadcastMs: timeouts.proposeMs
     })
