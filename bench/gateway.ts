@@ -8,7 +8,8 @@
 //      request as (a) (a ~200-byte prompt, maxTokens 16): sealed session, per-job receipt;
 //  (c') the same through the edge's HTTP gateway (POST /v1/completions, keep-alive connections):
 //      what an application sees;
-// each with 1 and 64 requests in flight. Targets: (c) reaches at least 0.6 of (b)'s requests/s,
+// each with 1 and 64 requests in flight; and (c*) as (c) at 1 in flight on an edge that checks
+// every receipt's signature (the default checks one per second per session). Targets: (c) reaches at least 0.6 of (b)'s requests/s,
 // and adds at most 1 ms p50 over (a) at 1 in flight.
 // Then real tokens/s of the built-in tiny model on llama.cpp (1 thread, greedy, 256 tokens):
 // the engine alone against a host node serving it over the mesh.
@@ -98,7 +99,8 @@ function loopbackAddress(node: LlmeshNode): string {
 /** A host serving the tiny model on `engine` and an edge that has heard its advert; `stop` stops both. */
 export async function startMeshPair(
   root: string,
-  engine: 'echo' | 'llama'
+  engine: 'echo' | 'llama',
+  edgeConfig: ConfigInput['edge'] = {}
 ): Promise<{ host: LlmeshNode; edge: LlmeshNode; cid: string; stop: () => Promise<void> }> {
   const started: LlmeshNode[] = []
   const stop = async (): Promise<void> => {
@@ -114,7 +116,7 @@ export async function startMeshPair(
     started.push(host)
     const { node: edge } = await startBenchNode(
       join(root, `edge-${engine}`),
-      { roles: ['edge'], p2p: { bootstrap: [loopbackAddress(host)] } },
+      { roles: ['edge'], p2p: { bootstrap: [loopbackAddress(host)] }, edge: edgeConfig },
       'echo'
     )
     started.push(edge)
@@ -201,6 +203,30 @@ export async function benchMesh(root: string, options: Omit<BaselineOptions, 'in
   return results
 }
 
+/**
+ * (c*) as (c) with 1 in flight, on an edge that checks every receipt's signature
+ * (`edge.receiptCheckIntervalMs: 0`) instead of one per second: what that check costs.
+ */
+export async function benchMeshEveryReceipt(root: string, options: Omit<BaselineOptions, 'inFlight'>): Promise<BaselineResult> {
+  const pair = await startMeshPair(join(root, 'every-receipt'), 'echo', { receiptCheckIntervalMs: 0 })
+  try {
+    const mesh = pair.edge.mesh
+    if (mesh == null) throw new Error('the edge has no mesh inference')
+    const prompt = promptOf(options.payloadBytes ?? PAYLOAD_BYTES)
+    const want = prompt.slice(0, MAX_TOKENS)
+    return await drive(
+      '(c*) as (c), every receipt signature checked',
+      { warmupRequests: MESH_WARMUP_REQUESTS, warmupMs: MESH_WARMUP_MS, ...options, inFlight: 1 },
+      async () => {
+        const g = await mesh.generate(normalizeGenerateRequest({ model: pair.cid, prompt, maxTokens: MAX_TOKENS }))
+        expectEcho(g.text, want, 'the mesh')
+      }
+    )
+  } finally {
+    await pair.stop()
+  }
+}
+
 interface TokenRate {
   name: string
   runs: number
@@ -276,6 +302,7 @@ export async function main(seconds = 3, repetitions = 5): Promise<void> {
       rows.push(await benchLibp2pEcho({ ...options, inFlight }))
     }
     rows.push(...(await benchMesh(root, options)))
+    rows.push(await benchMeshEveryReceipt(root, options))
     const find = (prefix: string, inFlight: number) => rows.find((r) => r.name.startsWith(prefix) && r.inFlight === inFlight)
     console.log('')
     console.log(
