@@ -6,22 +6,15 @@ import { deriveSealKeyPair, SignatureVerifier, type Signer, signerFromPrivateKey
 import { InferenceHost } from '../../src/inference/host.ts'
 import { EchoEngine, verifyReceipt } from '../../src/inference/index.ts'
 import { HostError, HostSessions } from '../../src/inference/infer-client.ts'
-import { createMeshLibp2p, type MeshLibp2p } from '../../src/p2p/index.ts'
+import type { MeshLibp2p } from '../../src/p2p/index.ts'
+import { startMeshLibp2p } from '../models/libp2p-fixture.ts'
 
 const log = pino({ level: 'silent' })
 const MODEL = 'bafkreiaxnnnb7qz2focittuqq3ya25q7rcv3bqynnczfzao5ykubfgvlfi'
 
 async function libp2pNode(t: TestContext): Promise<{ node: MeshLibp2p; signer: Signer; seed: Uint8Array }> {
   const privateKey = await generateKeyPair('Ed25519')
-  const node = await createMeshLibp2p({
-    privateKey,
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    announce: [],
-    maxConnections: 16,
-    localNetwork: true
-  })
-  await node.start()
-  t.after(() => node.stop())
+  const node = await startMeshLibp2p(t, privateKey)
   return { node, signer: signerFromPrivateKey(privateKey), seed: privateKey.raw.subarray(0, 32) }
 }
 

@@ -1,5 +1,6 @@
 import type { TestContext } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { createMeshLibp2p, type MeshLibp2p } from '../../src/p2p/index.ts'
 
@@ -9,9 +10,9 @@ import { createMeshLibp2p, type MeshLibp2p } from '../../src/p2p/index.ts'
  * `ModelService`, and these tests bring their own store, exchange or service (one bitswap
  * handler per libp2p).
  */
-export async function startMeshLibp2p(t: TestContext): Promise<MeshLibp2p> {
+export async function startMeshLibp2p(t: TestContext, privateKey?: PrivateKey): Promise<MeshLibp2p> {
   const libp2p = await createMeshLibp2p({
-    privateKey: await generateKeyPair('Ed25519'),
+    privateKey: privateKey ?? (await generateKeyPair('Ed25519')),
     listen: ['/ip4/127.0.0.1/tcp/0'],
     announce: [],
     maxConnections: 50,

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { buildBlock, signProposal, signVote } from '../../src/chain/index.ts'
 import { decodeCanonical, encodeCanonical } from '../../src/codec/index.ts'
 import { decodeConsensusMessage, encodeConsensusMessage, type OwnMessages } from '../../src/consensus/index.ts'
 import { SignatureVerifier } from '../../src/crypto/index.ts'
 import { type FileCodec, OwnMessagesFiles } from '../../src/storage/index.ts'
 import { makeSigners, makeState } from '../chain/fixtures.ts'
 import { tempDir } from '../helpers.ts'
+import { signedMessages } from './signed-messages.ts'
 
 const verifier = new SignatureVerifier()
 const [signer] = makeSigners(1) as [ReturnType<typeof makeSigners>[number]]
@@ -30,22 +30,7 @@ function countingCodec(): { codec: FileCodec<OwnMessages>; encoded: Record<strin
   }
 }
 
-function messages(height: number) {
-  const built = buildBlock(state, { proposer: signer.address, time: 1, lastCommit: null, candidates: [], verifier })
-  const proposal = {
-    kind: 'proposal' as const,
-    proposal: signProposal(
-      { chainId: state.chainId, height, round: 0, validRound: -1, blockHash: built.hash, proposer: signer.address },
-      signer
-    ),
-    block: built.block
-  }
-  const vote = (type: 'prevote' | 'precommit') => ({
-    kind: 'vote' as const,
-    vote: signVote({ chainId: state.chainId, height, round: 0, type, blockHash: built.hash, validator: signer.address }, signer)
-  })
-  return { proposal, prevote: vote('prevote'), precommit: vote('precommit') }
-}
+const messages = (height: number) => signedMessages(state, signer, verifier, height)
 
 test('own messages: a vote does not rewrite the proposal, and a restart gets back the latest height', async (t) => {
   const dir = await tempDir(t)

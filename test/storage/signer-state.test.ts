@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { buildBlock, signProposal, signVote } from '../../src/chain/index.ts'
 import { decodeCanonical, encodeCanonical } from '../../src/codec/index.ts'
 import { decodeConsensusMessage, encodeConsensusMessage, type OwnMessages } from '../../src/consensus/index.ts'
 import { SignatureVerifier } from '../../src/crypto/index.ts'
@@ -17,6 +16,7 @@ import {
 } from '../../src/storage/index.ts'
 import { makeSigners, makeState } from '../chain/fixtures.ts'
 import { tempDir } from '../helpers.ts'
+import { signedMessages } from './signed-messages.ts'
 
 const verifier = new SignatureVerifier()
 const [signer] = makeSigners(1) as [ReturnType<typeof makeSigners>[number]]
@@ -107,22 +107,7 @@ function codecs(): { own: FileCodec<OwnMessages>; record: FileCodec<SignerRecord
   }
 }
 
-function messages(height: number) {
-  const built = buildBlock(state, { proposer: signer.address, time: 1, lastCommit: null, candidates: [], verifier })
-  const proposal = {
-    kind: 'proposal' as const,
-    proposal: signProposal(
-      { chainId: state.chainId, height, round: 0, validRound: -1, blockHash: built.hash, proposer: signer.address },
-      signer
-    ),
-    block: built.block
-  }
-  const vote = (type: 'prevote' | 'precommit') => ({
-    kind: 'vote' as const,
-    vote: signVote({ chainId: state.chainId, height, round: 0, type, blockHash: built.hash, validator: signer.address }, signer)
-  })
-  return { hash: built.hash, proposal, prevote: vote('prevote'), precommit: vote('precommit') }
-}
+const messages = (height: number) => signedMessages(state, signer, verifier, height)
 
 const locks = (height: number, lockedRound: number, lockedHash: string | null) => ({
   height,
