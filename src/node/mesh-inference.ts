@@ -225,6 +225,8 @@ export class MeshInference {
           : err instanceof HostError
             ? err
             : new HostError('failed', host, (err as Error).message, err)
+        // a host that broke the protocol (e.g. a receipt that does not verify) is avoided, even after text went out
+        if (!first && hostError.code === 'bad_host') router.failed(host, hostError.code)
         // once text went out, or when the request itself is at fault, another host cannot help
         if (!first || !hostError.retryable || callbacks.signal?.aborted === true) throw hostError
         // a provider that stores the model without serving it is no fault of the host's
