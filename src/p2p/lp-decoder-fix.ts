@@ -1,18 +1,6 @@
 import { InvalidParametersError } from '@libp2p/interface'
 import { InvalidMessageLengthError, LengthPrefixedDecoder } from '@libp2p/utils'
 
-/**
- * A fix for `LengthPrefixedDecoder.decode` of `@libp2p/utils` 7.4.1, which frames every noise
- * message of every connection (and libp2p's length-prefixed streams). After taking the last
- * complete message of a chunk it calls the length decoder once more on the empty buffer, which
- * throws a `RangeError` it then catches: an Error with a stack trace per received chunk. On the
- * mesh with one request in flight that was ~85 µs of CPU per request on this machine (four
- * chunks received per request, ~20 µs each under load; docs/performance.md, Gateway).
- *
- * This is the library's method with one change: it stops when the buffer is empty instead of
- * asking the length decoder to fail. What it yields and throws is otherwise the same (a property
- * test compares the two on random chunkings, test/p2p/lp-decoder-fix.test.ts).
- */
 /** What the decoder is given: a chunk, or a list of chunks (uint8arraylist, as @libp2p/utils has it). */
 export type LpInput = Parameters<LengthPrefixedDecoder['decode']>[0]
 export type LpList = Exclude<LpInput, Uint8Array>
@@ -27,6 +15,18 @@ interface DecoderFields {
 
 export const originalDecode = LengthPrefixedDecoder.prototype.decode
 
+/**
+ * A fix for `LengthPrefixedDecoder.decode` of `@libp2p/utils` 7.4.1, which frames every noise
+ * message of every connection (and libp2p's length-prefixed streams). After taking the last
+ * complete message of a chunk it calls the length decoder once more on the empty buffer, which
+ * throws a `RangeError` it then catches: an Error with a stack trace per received chunk. On the
+ * mesh with one request in flight that was ~85 µs of CPU per request on this machine (four
+ * chunks received per request, ~20 µs each under load; docs/performance.md, Gateway).
+ *
+ * This is the library's method with one change: it stops when the buffer is empty instead of
+ * asking the length decoder to fail. What it yields and throws is otherwise the same (a property
+ * test compares the two on random chunkings, test/p2p/lp-decoder-fix.test.ts).
+ */
 export function* decodeStoppingWhenEmpty(this: LengthPrefixedDecoder, buf: LpInput): Generator<LpList> {
   const self = this as unknown as DecoderFields
   self.buffer.append(buf)
@@ -43,9 +43,10 @@ export function* decodeStoppingWhenEmpty(this: LengthPrefixedDecoder, buf: LpInp
       throw err
     }
     if (dataLength < 0 || dataLength > self.maxDataLength) throw new InvalidMessageLengthError('Invalid message length')
-    const chunkLength = self.encodingLength(dataLength) + dataLength
+    const prefixLength = self.encodingLength(dataLength)
+    const chunkLength = prefixLength + dataLength
     if (self.buffer.byteLength < chunkLength) break
-    const message = self.buffer.sublist(self.encodingLength(dataLength), chunkLength)
+    const message = self.buffer.sublist(prefixLength, chunkLength)
     self.buffer.consume(chunkLength)
     if (message.byteLength > 0) yield message
   }
