@@ -3,6 +3,9 @@ import type { ConsensusMessage, OwnMessages } from '../consensus/index.ts'
 import { DurableFile, type FileCodec } from './durable-file.ts'
 
 /**
+ * The layout of earlier versions of the node, now only read, to take it over into
+ * {@link SignerStateFiles} (`signer-state.ts`) on a validator's first start with this version.
+ *
  * A validator's signed messages of the current height, durable before each leaves the node, in
  * two files: its votes (`own-messages.cbor`, rewritten before each vote) and its proposals
  * (`own-proposals.cbor`, rewritten only when it proposes). A proposal carries its whole block, so
