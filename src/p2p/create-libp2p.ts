@@ -10,6 +10,8 @@ import { createLibp2p } from 'libp2p'
 import { DHT_PROTOCOL, LIMITS, LOCAL_NETWORK, VERSION } from '../params/index.ts'
 // stops libp2p's length-prefixed decoder from throwing (and catching) an Error per received chunk
 import './lp-decoder-fix.ts'
+// one socket write per message, and yamux window updates at half the window rather than per frame
+import './transport-fixes.ts'
 
 export interface P2pInit {
   privateKey: PrivateKey
