@@ -14,7 +14,7 @@ import { LlmeshError } from '../errors/index.ts'
  * before a handler is set, at most `maxBacklogBytes` of whole frames.
  */
 
-export type FrameStreamErrorCode = 'FRAME_TOO_LARGE' | 'FRAME_BACKLOG_FULL' | 'FRAME_STREAM_ENDED'
+export type FrameStreamErrorCode = 'FRAME_TOO_LARGE' | 'FRAME_TRUNCATED' | 'FRAME_BACKLOG_FULL' | 'FRAME_STREAM_ENDED'
 
 export class FrameStreamError extends LlmeshError<FrameStreamErrorCode> {}
 
@@ -30,13 +30,74 @@ type StreamData = Uint8Array | Iterable<Uint8Array>
 const DEFAULT_BACKLOG_BYTES = 4 * 1024 * 1024
 const RESOLVED = Promise.resolve()
 
-function varintLength(n: number): number {
+export function varintLength(n: number): number {
   let len = 1
   while (n >= 0x80) {
     n = Math.floor(n / 0x80)
     len++
   }
   return len
+}
+
+/** `frames` as the stream carries them: each with its unsigned-varint length prefix, back to back. */
+export function joinFrames(frames: Uint8Array[]): Buffer {
+  let size = 0
+  for (const f of frames) size += varintLength(f.byteLength) + f.byteLength
+  const out = Buffer.allocUnsafe(size)
+  let pos = 0
+  for (const f of frames) {
+    let n = f.byteLength
+    while (n >= 0x80) {
+      out[pos++] = (n & 0x7f) | 0x80
+      n = Math.floor(n / 0x80)
+    }
+    out[pos++] = n
+    out.set(f, pos)
+    pos += f.byteLength
+  }
+  return out
+}
+
+/**
+ * The frames of `bytes` that {@link joinFrames} made (views into it); throws {@link FrameStreamError}
+ * `FRAME_TOO_LARGE` for a frame over `maxFrameBytes`, and `FRAME_TRUNCATED` unless the bytes end
+ * exactly where a frame does.
+ */
+export function splitFrames(bytes: Uint8Array, maxFrameBytes: number): Uint8Array[] {
+  const frames: Uint8Array[] = []
+  const maxLengthBytes = varintLength(maxFrameBytes)
+  let pos = 0
+  while (pos < bytes.byteLength) {
+    const prefix = readLengthPrefix(bytes, pos, maxLengthBytes, maxFrameBytes)
+    if (prefix === undefined) throw new FrameStreamError('FRAME_TRUNCATED', 'the bytes end inside a length prefix')
+    const [length, start] = prefix
+    if (bytes.byteLength - start < length) throw new FrameStreamError('FRAME_TRUNCATED', 'the bytes end inside a frame')
+    frames.push(bytes.subarray(start, start + length))
+    pos = start + length
+  }
+  return frames
+}
+
+/**
+ * The unsigned-varint length prefix at `pos`: the length and where its frame starts, or undefined
+ * if the bytes end inside the prefix. Throws FRAME_TOO_LARGE for a prefix longer than
+ * `maxLengthBytes` or a length over `maxFrameBytes`.
+ */
+function readLengthPrefix(bytes: Uint8Array, pos: number, maxLengthBytes: number, maxFrameBytes: number): [number, number] | undefined {
+  let length = 0
+  let scale = 1
+  let i = pos
+  for (;;) {
+    if (i >= bytes.byteLength) return undefined
+    const b = bytes[i++] as number
+    length += (b & 0x7f) * scale
+    scale *= 0x80
+    if (b < 0x80) break
+    if (i - pos >= maxLengthBytes) throw new FrameStreamError('FRAME_TOO_LARGE', `a frame length prefix is over ${maxLengthBytes} bytes`)
+  }
+  if (length > maxFrameBytes)
+    throw new FrameStreamError('FRAME_TOO_LARGE', `frame of ${length} bytes is over the ${maxFrameBytes}-byte limit`)
+  return [length, i]
 }
 
 /**
@@ -129,21 +190,7 @@ export class FrameStream {
 
   /** Writes `frames`, each with its length prefix, in one `send`; resolves at once unless the stream must drain first. */
   writeV(frames: Uint8Array[]): Promise<void> {
-    let size = 0
-    for (const f of frames) size += varintLength(f.byteLength) + f.byteLength
-    const out = Buffer.allocUnsafe(size)
-    let pos = 0
-    for (const f of frames) {
-      let n = f.byteLength
-      while (n >= 0x80) {
-        out[pos++] = (n & 0x7f) | 0x80
-        n = Math.floor(n / 0x80)
-      }
-      out[pos++] = n
-      out.set(f, pos)
-      pos += f.byteLength
-    }
-    if (this.stream.send(out)) return RESOLVED
+    if (this.stream.send(joinFrames(frames))) return RESOLVED
     return new Promise<void>((resolve, reject) => {
       const onDrain = (): void => {
         this.stream.removeEventListener('close', onClosed)
@@ -200,30 +247,12 @@ export class FrameStream {
     let pos = 0
     const end = bytes.byteLength
     while (pos < end && this.ended === undefined) {
-      // the length prefix: an unsigned varint of at most maxLengthBytes bytes
-      let length = 0
-      let scale = 1
-      let i = pos
-      let complete = false
-      while (i < end) {
-        const b = bytes[i++] as number
-        length += (b & 0x7f) * scale
-        scale *= 0x80
-        if (b < 0x80) {
-          complete = true
-          break
-        }
-        if (i - pos >= this.maxLengthBytes) {
-          throw new FrameStreamError('FRAME_TOO_LARGE', `a frame length prefix is over ${this.maxLengthBytes} bytes`)
-        }
-      }
-      if (!complete) break
-      if (length > this.maxFrameBytes) {
-        throw new FrameStreamError('FRAME_TOO_LARGE', `frame of ${length} bytes is over the ${this.maxFrameBytes}-byte limit`)
-      }
-      if (end - i < length) break
-      this.deliver(bytes.subarray(i, i + length))
-      pos = i + length
+      const prefix = readLengthPrefix(bytes, pos, this.maxLengthBytes, this.maxFrameBytes)
+      if (prefix === undefined) break
+      const [length, start] = prefix
+      if (end - start < length) break
+      this.deliver(bytes.subarray(start, start + length))
+      pos = start + length
     }
     // the rest is one incomplete frame at most (its size was checked): keep a copy, the chunk is not ours
     if (pos < end && this.ended === undefined) this.partial = bytes.slice(pos)

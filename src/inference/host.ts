@@ -6,7 +6,18 @@ import { HOST_LIMITS, INFER_PROTOCOL } from '../params/index.ts'
 import { type InferenceEngine, normalizeGenerateRequest } from './engine.ts'
 import { InferenceBusyError, InferenceInputError, InferenceTimeoutError } from './errors.ts'
 import { FrameStream, FrameStreamError } from './frame-stream.ts'
-import { decodeFrame, decodeJob, encodeFrame, encodeJobResult, type Frame, FrameWriter, frameAad, type JobErrorCode } from './protocol.ts'
+import {
+  BOX_AAD,
+  decodeFrame,
+  decodeJob,
+  EDGE_BOXED,
+  encodeFrame,
+  encodeJobResult,
+  type Frame,
+  FrameWriter,
+  type JobErrorCode,
+  unpackBox
+} from './protocol.ts'
 import { ReceiptBatcher, sha256 } from './receipt.ts'
 
 export type HostLimits = { -readonly [K in keyof typeof HOST_LIMITS]: number }
@@ -81,7 +92,7 @@ class SessionRejected extends Error {
 }
 
 /**
- * The host side of `/llmesh/infer/1.0.0`: accepts sessions from edges, runs their jobs on the
+ * The host side of `/llmesh/infer/2.0.0`: accepts sessions from edges, runs their jobs on the
  * engine, streams the sealed answer back and signs a receipt for each finished job. Limits:
  * frame size, sessions per connection, jobs in flight and request rate per peer; the engine
  * bounds its queue and each generation's time. A peer that sends a malformed, oversized or
@@ -193,10 +204,11 @@ export class InferenceHost {
         throw new SessionRejected('bad_seal')
       }
       const receipts = new ReceiptBatcher(this.c.signer)
-      // every later frame is handled as it arrives (synchronously: frames open in arrival order); the session ends with the stream
+      writer.sealWith((plain) => channel.seal(plain, BOX_AAD))
+      // every later frame is a box, handled as it arrives (synchronously: boxes open in arrival order); the session ends with the stream
       await new Promise<never>((_, reject) => {
         frames.listen(
-          (bytes) => this.onFrame(peer, decode(bytes), channel, jobs, writer, receipts),
+          (bytes) => this.onBox(peer, decode(bytes), channel, jobs, writer, receipts),
           (err) => reject(streamFailure(err))
         )
       })
@@ -214,42 +226,41 @@ export class InferenceHost {
     }
   }
 
-  /** One frame of an open session; throws {@link SessionRejected} to cut the session off. */
-  private onFrame(
+  /** One frame of an open session, a box; throws {@link SessionRejected} to cut the session off. */
+  private onBox(
     peer: string,
-    frame: Frame,
+    box: Frame,
     channel: SealedChannel,
     jobs: Map<number, AbortController>,
     writer: FrameWriter,
     receipts: ReceiptBatcher
   ): void {
-    if (frame.t === 'req') {
-      let plain: Uint8Array
-      try {
-        plain = channel.open(frame.body, frameAad('req', frame.id))
-      } catch {
-        throw new SessionRejected('bad_seal')
-      }
-      if (jobs.has(frame.id)) throw new SessionRejected('duplicate_job')
-      this.startJob(peer, frame.id, plain, channel, jobs, writer, receipts)
-    } else if (frame.t === 'cancel') {
-      jobs.get(frame.id)?.abort()
-    } else if (frame.t === 'pay') {
-      let voucher: Uint8Array
-      try {
-        voucher = channel.open(frame.body, frameAad('pay', frame.id))
-      } catch {
-        throw new SessionRejected('bad_seal')
-      }
-      this.c.payments?.paid(peer, voucher)
-    } else throw new SessionRejected('malformed')
+    if (box.t !== 'box') throw new SessionRejected('malformed')
+    let plain: Uint8Array
+    try {
+      plain = channel.open(box.body, BOX_AAD)
+    } catch {
+      throw new SessionRejected('bad_seal')
+    }
+    let frames: Frame[]
+    try {
+      frames = unpackBox(plain, EDGE_BOXED)
+    } catch {
+      throw new SessionRejected('malformed')
+    }
+    for (const frame of frames) {
+      if (frame.t === 'req') {
+        if (jobs.has(frame.id)) throw new SessionRejected('duplicate_job')
+        this.startJob(peer, frame.id, frame.body, jobs, writer, receipts)
+      } else if (frame.t === 'cancel') jobs.get(frame.id)?.abort()
+      else if (frame.t === 'pay') this.c.payments?.paid(peer, frame.body)
+    }
   }
 
   private startJob(
     peer: string,
     id: number,
     plain: Uint8Array,
-    channel: SealedChannel,
     jobs: Map<number, AbortController>,
     writer: FrameWriter,
     receipts: ReceiptBatcher
@@ -330,11 +341,11 @@ export class InferenceHost {
           } else {
             const tok: OpenPiece = { parts: [piece], chars: piece.length, built: false }
             open = tok
-            // sealed when its batch is written, with every piece that joined it by then
+            // built (and sealed, in its box) when its batch is written, with every piece that joined it by then
             void writer
               .write(() => {
                 tok.built = true
-                return encodeFrame({ t: 'tok', id, body: channel.seal(Buffer.from(tok.parts.join(''), 'utf8'), frameAad('tok', id)) })
+                return encodeFrame({ t: 'tok', id, body: Buffer.from(tok.parts.join(''), 'utf8') })
               })
               .catch(() => {}) // the stream failed: ready() below says so
           }
@@ -368,7 +379,7 @@ export class InferenceHost {
             completionTokens: result.completionTokens,
             receipt: receipt()
           })
-          return encodeFrame({ t: 'end', id, body: channel.seal(body, frameAad('end', id)) })
+          return encodeFrame({ t: 'end', id, body })
         })
         this.c.onJob?.(result.finishReason === 'aborted' ? 'cancelled' : 'done')
       } catch (err) {

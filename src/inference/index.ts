@@ -3,7 +3,7 @@
  * (node-llama-cpp), each model in its own worker process so a hostile file cannot take the node
  * down; `EchoEngine` answers instantly without a model, for measuring the mesh. The built-in
  * tiny model (random weights, written from a seed) lets tests and fresh nodes run the real
- * llama.cpp path without downloading anything. Hosts serve engines over `/llmesh/infer/1.0.0`
+ * llama.cpp path without downloading anything. Hosts serve engines over `/llmesh/infer/2.0.0`
  * (`InferenceHost`), edges reach them through sealed sessions (`HostSessions`), and hosts
  * advertise what they serve on gossip (`HostAdverts`); every finished job yields a signed receipt.
  */

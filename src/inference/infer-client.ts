@@ -8,16 +8,18 @@ import type { MeshLibp2p } from '../p2p/index.ts'
 import { EDGE_DEFAULTS, HOST_LIMITS, INFER_PROTOCOL } from '../params/index.ts'
 import { FrameStream } from './frame-stream.ts'
 import {
+  BOX_AAD,
   decodeFrame,
   decodeJobResult,
   encodeFrame,
   encodeJob,
   type Frame,
   FrameWriter,
-  frameAad,
+  HOST_BOXED,
   type Job,
   type JobErrorCode,
-  type JobResult
+  type JobResult,
+  unpackBox
 } from './protocol.ts'
 import { type Receipt, ReceiptChecker, sha256 } from './receipt.ts'
 
@@ -119,12 +121,13 @@ export class HostSession {
     this.host = host
     this.stream = stream
     this.writer = new FrameWriter(frames, (err) => this.close(err))
+    this.writer.sealWith((plain) => channel.seal(plain, BOX_AAD))
     this.channel = channel
     this.models = new Set(models)
     this.onClose = onClose
     // frames from the host are handled as they arrive, in order; the session ends with the stream
     frames.listen(
-      (bytes) => this.dispatch(decodeFrame(bytes)),
+      (bytes) => this.onBox(decodeFrame(bytes)),
       (err) => this.close(err)
     )
   }
@@ -201,15 +204,15 @@ export class HostSession {
       reject(new HostError('cancelled', this.host, 'the job was cancelled'))
       if (this.closedWith == null) void this.writer.write(() => encodeFrame({ t: 'cancel', id })).catch(() => {})
     }
-    // sealed when its batch is written; a failed write closes the session (the writer's onError)
-    void this.writer.write(() => encodeFrame({ t: 'req', id, body: this.channel.seal(input, frameAad('req', id)) })).catch(() => {})
+    // sealed, in a box, when its batch is written; a failed write closes the session (the writer's onError)
+    void this.writer.write(() => encodeFrame({ t: 'req', id, body: input })).catch(() => {})
     return { id, outcome, cancel }
   }
 
   /** Sends a voucher after job `id` (the payment for it); best effort: the next job's voucher covers it too. */
   pay(id: number, voucher: Uint8Array): void {
     if (this.closedWith != null) return
-    void this.writer.write(() => encodeFrame({ t: 'pay', id, body: this.channel.seal(voucher, frameAad('pay', id)) })).catch(() => {})
+    void this.writer.write(() => encodeFrame({ t: 'pay', id, body: voucher })).catch(() => {})
   }
 
   close(err: Error = new HostError('session_closed', this.host, 'session closed')): void {
@@ -222,15 +225,21 @@ export class HostSession {
     this.onClose()
   }
 
+  /** A box from the host: every frame in it, in order; anything else ends the session. */
+  private onBox(box: Frame): void {
+    if (box.t !== 'box') throw new HostError('bad_host', this.host, `host sent an unexpected ${box.t} frame`)
+    for (const frame of unpackBox(this.channel.open(box.body, BOX_AAD), HOST_BOXED)) this.dispatch(frame)
+  }
+
   private dispatch(frame: Frame): void {
     if (frame.t === 'tok') {
-      const text = textDecoder.decode(this.channel.open(frame.body, frameAad('tok', frame.id)))
+      const text = textDecoder.decode(frame.body)
       const job = this.jobs.get(frame.id)
       if (job === undefined) return
       job.pieces.push(text)
       job.onToken(text)
     } else if (frame.t === 'end') {
-      const result = decodeJobResult(this.channel.open(frame.body, frameAad('end', frame.id)))
+      const result = decodeJobResult(frame.body)
       const job = this.jobs.get(frame.id)
       if (job === undefined) return
       this.jobs.delete(frame.id)

@@ -11,26 +11,34 @@ import {
   uintLength,
   WireError
 } from '../codec/wire.ts'
+import { SEAL_OVERHEAD_BYTES } from '../crypto/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import { HOST_LIMITS, INFERENCE_LIMITS } from '../params/index.ts'
 import type { ChatMessage, FinishReason, NormalizedRequest } from './engine.ts'
+import { joinFrames, splitFrames, varintLength } from './frame-stream.ts'
 
 /**
- * The frames of `/llmesh/infer/1.0.0` (see docs/protocols.md). One stream is one session
- * between an edge and a host, kept open and shared by many jobs:
+ * The frames of `/llmesh/infer/2.0.0` (see docs/protocols.md). One stream is one session
+ * between an edge and a host, kept open and shared by many jobs. Two frames open it in the clear:
  *
  *   host → edge  info   { key, sig, models, owed }   once, first: the host's sealing key and its binding, and what the peer owes it
  *   edge → host  hello  { enc }                       once: opens the sealed session (HPKE)
- *   edge → host  req    { id, body: sealed job }      starts job `id`
- *   edge → host  cancel { id }                        stops job `id`
- *   edge → host  pay    { id, body: sealed voucher }  a later voucher after job `id` (pays for it)
- *   host → edge  tok    { id, body: sealed text }     a piece of the answer
- *   host → edge  end    { id, body: sealed result }   the job finished; the result carries the signed receipt
- *   host → edge  err    { id, code, message }         the job failed (codes: {@link JOB_ERROR_CODES})
  *
- * Frames are length-prefixed DAG-CBOR maps of at most `HOST_LIMITS.maxFrameBytes`. Sealed
- * bodies are opened in the order their frames travel; the frame's type and id are their
- * associated data. Anything else ends the session.
+ * then every frame either way is a `box { body }`: sealed frames, each length-prefixed as on the
+ * stream, all the frames one side writes at once in one box (one AEAD operation, whatever their
+ * number). Inside the boxes:
+ *
+ *   edge → host  req    { id, body: job }      starts job `id`
+ *   edge → host  cancel { id }                 stops job `id`
+ *   edge → host  pay    { id, body: voucher }  a later voucher after job `id` (pays for it)
+ *   host → edge  tok    { id, body: text }     a piece of the answer (UTF-8)
+ *   host → edge  end    { id, body: result }   the job finished; the result carries the signed receipt
+ *   host → edge  err    { id, code, message }  the job failed (codes: {@link JOB_ERROR_CODES})
+ *
+ * Frames are canonical DAG-CBOR maps of at most `HOST_LIMITS.maxFrameBytes`, a box included.
+ * Boxes are opened in the order they travel (the nonce is a counter per direction). Anything else
+ * ends the session: a frame other than a box after `hello`, a box that does not open, a box
+ * holding anything but whole frames of its direction.
  */
 
 export type JobErrorCode = (typeof JOB_ERROR_CODES)[number]
@@ -64,6 +72,7 @@ export type Frame =
   | { t: 'tok'; id: number; body: Uint8Array }
   | { t: 'end'; id: number; body: Uint8Array }
   | { t: 'err'; id: number; code: JobErrorCode; message: string }
+  | { t: 'box'; body: Uint8Array }
 
 export class FrameError extends LlmeshError<'FRAME_TOO_LARGE' | 'FRAME_MALFORMED'> {}
 
@@ -84,6 +93,7 @@ const MAP_HEAD_2 = (MAJOR_MAP << 5) | 2
 
 /** A frame's canonical DAG-CBOR (the hot frames written by hand, byte for byte what `@ipld/dag-cbor` gives). */
 export function encodeFrame(frame: Frame): Uint8Array {
+  if (frame.t === 'box') return encodeBoxFrame(frame.body)
   const t = HOT_TYPE_TEXT.get(frame.t)
   if (t === undefined || !isId((frame as { id?: unknown }).id)) return dagCbor.encode(frame)
   const id = (frame as { id: number }).id
@@ -146,7 +156,7 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   if (bytes.byteLength > HOST_LIMITS.maxFrameBytes) {
     throw new FrameError('FRAME_TOO_LARGE', `frame of ${bytes.byteLength} bytes is over the ${HOST_LIMITS.maxFrameBytes}-byte limit`)
   }
-  const hot = decodeHotFrame(bytes)
+  const hot = decodeBoxFrame(bytes) ?? decodeHotFrame(bytes)
   if (hot !== undefined) return hot
   let v: Record<string, unknown>
   try {
@@ -182,6 +192,9 @@ export function decodeFrame(bytes: Uint8Array): Frame {
     case 'cancel':
       if (keys !== 2 || !isId(v.id)) throw malformed('bad cancel')
       return v as Frame
+    case 'box':
+      if (keys !== 2 || !isBytes(v.body, max)) throw malformed('bad box')
+      return v as Frame
     case 'err':
       if (
         keys !== 4 ||
@@ -205,8 +218,8 @@ export interface FrameSink {
 /**
  * Writes one session's frames in order, coalescing every frame queued within one turn of the event
  * loop into one write (one muxer frame, one noise message, one socket write instead of one of each
- * per frame). A frame is built, and so sealed, only when its batch goes out, in queue order: the
- * channel's counters follow the order on the wire. A write that fails fails every later one too,
+ * per frame) and, once the session is sealed, one box. A frame is built only when its batch goes
+ * out, in queue order, and its batch sealed then: the channel's counters follow the order on the wire. A write that fails fails every later one too,
  * and `onError` hears of it once.
  */
 export class FrameWriter {
@@ -215,11 +228,17 @@ export class FrameWriter {
   /** The latest batch still waiting for the stream to drain. */
   private writing: Promise<void> | undefined
   private error: Error | undefined
+  private seal: ((plain: Uint8Array) => Uint8Array) | undefined
 
   constructor(
     private readonly sink: FrameSink,
     private readonly onError: (err: Error) => void = () => {}
   ) {}
+
+  /** From now on every batch goes out in boxes sealed by `seal` ({@link packBoxes}). */
+  sealWith(seal: (plain: Uint8Array) => Uint8Array): void {
+    this.seal = seal
+  }
 
   /**
    * Queues a frame that `build` makes when its batch is written. Resolves once the stream took the
@@ -259,7 +278,8 @@ export class FrameWriter {
     }
     let written: Promise<void>
     try {
-      written = this.sink.writeV(queue.map((build) => build()))
+      const frames = queue.map((build) => build())
+      written = this.sink.writeV(this.seal === undefined ? frames : packBoxes(frames, this.seal))
     } catch (err) {
       written = Promise.reject(err)
     }
@@ -281,16 +301,88 @@ export class FrameWriter {
   }
 }
 
-/** Associated data of a sealed body: its frame's type and job id. */
-export function frameAad(t: 'req' | 'tok' | 'end' | 'pay', id: number): Uint8Array {
-  const aad = new Uint8Array(5)
-  aad[0] = t === 'req' ? 1 : t === 'tok' ? 2 : t === 'end' ? 3 : 4
-  aad[1] = id >>> 24
-  aad[2] = (id >>> 16) & 0xff
-  aad[3] = (id >>> 8) & 0xff
-  aad[4] = id & 0xff
-  return aad
+const K_BOX = encodedKey('box')
+const BOX_HEAD = K_T.byteLength + K_BOX.byteLength + K_BODY.byteLength
+
+/** `{t: 'box', body}`, written by hand (the bytes `@ipld/dag-cbor` gives). */
+function encodeBoxFrame(body: Uint8Array): Uint8Array {
+  const w = new CborWriter(1 + BOX_HEAD + bytesLength(body))
+  w.head(MAJOR_MAP, 2)
+  w.raw(K_T)
+  w.raw(K_BOX)
+  w.raw(K_BODY)
+  w.bytes(body)
+  return w.done()
 }
+
+/** The canonical encoding of a box, read without the generic decoder; undefined for anything else. */
+function decodeBoxFrame(bytes: Uint8Array): Frame | undefined {
+  if (bytes[0] !== MAP_HEAD_2) return undefined
+  const r = new CborReader(bytes)
+  r.pos = 1
+  if (!r.tryKey(K_T) || !r.tryKey(K_BOX) || !r.tryKey(K_BODY)) return undefined
+  try {
+    const body = r.bytesView(HOST_LIMITS.maxFrameBytes)
+    return r.done ? { t: 'box', body } : undefined
+  } catch (err) {
+    if (err instanceof WireError) return undefined
+    throw err
+  }
+}
+
+/** Associated data of every box: its type. (Its order on the stream is in the nonce.) */
+export const BOX_AAD = Uint8Array.of(5)
+/** What a box adds around its sealed frames, at most: the frame map, the byte string head, the tag. */
+const BOX_OVERHEAD_BYTES = 1 + BOX_HEAD + 5 + SEAL_OVERHEAD_BYTES
+/** The largest plaintext of a box: its frames with their length prefixes. */
+export const MAX_BOX_PLAIN_BYTES = HOST_LIMITS.maxFrameBytes - BOX_OVERHEAD_BYTES
+
+/**
+ * `frames` in as few boxes as the size limit allows, in order; `seal` seals one box's plaintext
+ * (the session's next nonce). A frame too large for a box of its own is refused (FRAME_TOO_LARGE):
+ * the limits on jobs and pieces keep every frame far below it.
+ */
+export function packBoxes(frames: Uint8Array[], seal: (plain: Uint8Array) => Uint8Array): Uint8Array[] {
+  const boxes: Uint8Array[] = []
+  let start = 0
+  let size = 0
+  for (let i = 0; i < frames.length; i++) {
+    const bytes = (frames[i] as Uint8Array).byteLength
+    const n = varintLength(bytes) + bytes
+    if (n > MAX_BOX_PLAIN_BYTES) throw new FrameError('FRAME_TOO_LARGE', `a frame of ${bytes} bytes does not fit in a box`)
+    if (size + n > MAX_BOX_PLAIN_BYTES) {
+      boxes.push(encodeBoxFrame(seal(joinFrames(frames.slice(start, i)))))
+      start = i
+      size = 0
+    }
+    size += n
+  }
+  if (start < frames.length) boxes.push(encodeBoxFrame(seal(joinFrames(start === 0 ? frames : frames.slice(start)))))
+  return boxes
+}
+
+/**
+ * The frames of an opened box, each decoded and checked; throws {@link FrameError} unless the box
+ * holds one or more whole frames of the types `allowed` (the other side's).
+ */
+export function unpackBox(plain: Uint8Array, allowed: ReadonlySet<Frame['t']>): Frame[] {
+  let parts: Uint8Array[]
+  try {
+    parts = splitFrames(plain, HOST_LIMITS.maxFrameBytes)
+  } catch (err) {
+    throw malformed(`a box: ${(err as Error).message}`)
+  }
+  if (parts.length === 0) throw malformed('an empty box')
+  return parts.map((bytes) => {
+    const frame = decodeFrame(bytes)
+    if (!allowed.has(frame.t)) throw malformed(`a ${frame.t} frame in a box`)
+    return frame
+  })
+}
+
+/** What an edge may put in a box, and what a host may. */
+export const EDGE_BOXED: ReadonlySet<Frame['t']> = new Set(['req', 'cancel', 'pay'])
+export const HOST_BOXED: ReadonlySet<Frame['t']> = new Set(['tok', 'end', 'err'])
 
 /** What the edge asks a host to run (the plaintext of a `req` body). */
 export interface Job {

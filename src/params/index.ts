@@ -14,7 +14,7 @@ export const PRESENCE_TOPIC = `${PROTOCOL_PREFIX}/presence/1`
 /** Gossip topic of the chain's proposals and votes (transaction batches: `TX_BATCH_TOPIC`; block sync: `SYNC_PROTOCOL`). */
 export const CONSENSUS_TOPIC = `${PROTOCOL_PREFIX}/consensus/1`
 /** Request/response protocol between an edge and a host: inference requests multiplexed over long-lived streams. */
-export const INFER_PROTOCOL = `${PROTOCOL_PREFIX}/infer/1.0.0`
+export const INFER_PROTOCOL = `${PROTOCOL_PREFIX}/infer/2.0.0`
 /** Gossip topic where hosts advertise the models they serve, their load and their encryption key. */
 export const HOST_ADVERT_TOPIC = `${PROTOCOL_PREFIX}/hosts/1`
 

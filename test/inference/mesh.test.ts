@@ -7,8 +7,11 @@ import type { Stream } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
+import { openSealedSession, type SealedChannel } from '../../src/crypto/index.ts'
 import { createApiServer, listenApi } from '../../src/gateway/index.ts'
+import { joinFrames } from '../../src/inference/frame-stream.ts'
 import { EchoEngine, encodeFrame, normalizeGenerateRequest, tinyModelBytes, verifyReceipt } from '../../src/inference/index.ts'
+import { BOX_AAD, type Frame } from '../../src/inference/protocol.ts'
 import type { LlmeshNode } from '../../src/node/index.ts'
 import { HOST_LIMITS, INFER_PROTOCOL } from '../../src/params/index.ts'
 import { tempDir, waitFor } from '../helpers.ts'
@@ -136,38 +139,65 @@ describe('inference over the mesh (in process, echo engine)', () => {
     const { node: host, cid } = await startMeshNode(t, { roles: ['host'] })
     const edge = await edgeFor(t, [host], cid)
     const hostId = peerIdFromString(peerIdOf(host))
-    const rawSession = async (): Promise<ReturnType<typeof lpStream<Stream>>> => {
+    type Raw = ReturnType<typeof lpStream<Stream>>
+    let hostKey: Uint8Array = new Uint8Array()
+    const rawSession = async (): Promise<Raw> => {
       const lp = lpStream(await edge.libp2p.dialProtocol(hostId, INFER_PROTOCOL), { maxDataLength: 2 * HOST_LIMITS.maxFrameBytes })
-      const info = dagCbor.decode<{ t: string; models: string[] }>((await lp.read()).subarray())
+      const info = dagCbor.decode<{ t: string; models: string[]; key: Uint8Array }>((await lp.read()).subarray())
       assert.equal(info.t, 'info')
       assert.deepEqual(info.models, [cid])
+      hostKey = info.key
       return lp
     }
-    const cutOff = async (lp: ReturnType<typeof lpStream<Stream>>): Promise<void> => {
+    /** A session opened as an edge opens it (a real HPKE hello): its channel seals boxes the host can open. */
+    const sealedSession = async (): Promise<{ lp: Raw; channel: SealedChannel }> => {
+      const lp = await rawSession()
+      const { enc, channel } = await openSealedSession(hostKey, peerIdOf(edge), peerIdOf(host))
+      await lp.write(encodeFrame({ t: 'hello', enc }))
+      return { lp, channel }
+    }
+    const box = (channel: SealedChannel, ...frames: Frame[]): Uint8Array =>
+      encodeFrame({ t: 'box', body: channel.seal(joinFrames(frames.map(encodeFrame)), BOX_AAD) })
+    const cutOff = async (lp: Raw): Promise<void> => {
       await assert.rejects(lp.read({ signal: AbortSignal.timeout(10_000) }))
     }
     let lp = await rawSession()
     await lp.write(new TextEncoder().encode('not cbor at all'))
-    await cutOff(lp)
+    await cutOff(lp) // malformed 1
     lp = await rawSession()
     await lp.write(encodeFrame({ t: 'tok', id: 1, body: new Uint8Array(4) }))
-    await cutOff(lp)
+    await cutOff(lp) // malformed 2: not a hello
     lp = await rawSession()
     await lp.write(new Uint8Array(HOST_LIMITS.maxFrameBytes + 1))
-    await cutOff(lp)
+    await cutOff(lp) // too_large
     lp = await rawSession()
     await lp.write(encodeFrame({ t: 'hello', enc: new Uint8Array(32) }))
-    await lp.write(encodeFrame({ t: 'req', id: 1, body: new Uint8Array(64) })) // not sealed to the host
-    await cutOff(lp)
+    await cutOff(lp) // bad_seal 1: no session opens on that key
+    let sealed = await sealedSession()
+    await sealed.lp.write(encodeFrame({ t: 'req', id: 1, body: new Uint8Array(64) }))
+    await cutOff(sealed.lp) // malformed 3: a frame in the clear after the hello
+    sealed = await sealedSession()
+    await sealed.lp.write(encodeFrame({ t: 'box', body: new Uint8Array(64) }))
+    await cutOff(sealed.lp) // bad_seal 2: a box not sealed to the host
+    sealed = await sealedSession()
+    await sealed.lp.write(box(sealed.channel, { t: 'tok', id: 1, body: new Uint8Array(4) }))
+    await cutOff(sealed.lp) // malformed 4: a host's frame from an edge
+    sealed = await sealedSession()
+    await sealed.lp.write(box(sealed.channel, { t: 'cancel', id: 7 }))
+    await sealed.lp.write(box(sealed.channel, { t: 'cancel', id: 7 }))
+    // still open: a box of frames of its direction is accepted (cancelling a job that is not there does nothing)
+    await assert.rejects(sealed.lp.read({ signal: AbortSignal.timeout(300) }), /abort/i)
+    await sealed.lp.unwrap().close()
     await waitFor(
       'the rejections counted',
       async () =>
-        (await counter(host, 'llmesh_p2p_rejected_messages_total', { protocol: INFER_PROTOCOL, reason: 'bad_seal' })) >= 1
+        (await counter(host, 'llmesh_p2p_rejected_messages_total', { protocol: INFER_PROTOCOL, reason: 'malformed' })) >= 4
           ? true
           : undefined,
       5_000
     )
-    assert.equal(await counter(host, 'llmesh_p2p_rejected_messages_total', { protocol: INFER_PROTOCOL, reason: 'malformed' }), 2)
+    assert.equal(await counter(host, 'llmesh_p2p_rejected_messages_total', { protocol: INFER_PROTOCOL, reason: 'malformed' }), 4)
+    assert.equal(await counter(host, 'llmesh_p2p_rejected_messages_total', { protocol: INFER_PROTOCOL, reason: 'bad_seal' }), 2)
     assert.equal(await counter(host, 'llmesh_p2p_rejected_messages_total', { protocol: INFER_PROTOCOL, reason: 'too_large' }), 1)
     // and the host goes on serving honest edges
     assert.equal((await edge.mesh?.generate(request(cid, 'still here')))?.text, 'still here')

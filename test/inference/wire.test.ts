@@ -2,18 +2,33 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import * as dagCbor from '@ipld/dag-cbor'
 import fc from 'fast-check'
-import { SignatureVerifier, signerFromSeed } from '../../src/crypto/index.ts'
-import { normalizeGenerateRequest } from '../../src/inference/engine.ts'
 import {
+  acceptSealedSession,
+  deriveSealKeyPair,
+  openSealedSession,
+  SealError,
+  SignatureVerifier,
+  signerFromSeed
+} from '../../src/crypto/index.ts'
+import { normalizeGenerateRequest } from '../../src/inference/engine.ts'
+import { joinFrames } from '../../src/inference/frame-stream.ts'
+import {
+  BOX_AAD,
   decodeFrame,
   decodeJob,
   decodeJobResult,
+  EDGE_BOXED,
   encodeFrame,
   encodeJob,
   encodeJobResult,
+  type Frame,
   FrameError,
+  HOST_BOXED,
   type Job,
-  jobFromRequest
+  jobFromRequest,
+  MAX_BOX_PLAIN_BYTES,
+  packBoxes,
+  unpackBox
 } from '../../src/inference/protocol.ts'
 import {
   decodeReceipt,
@@ -27,6 +42,7 @@ import {
   verifyReceipt
 } from '../../src/inference/receipt.ts'
 import { leafHash, MAX_RECEIPT_BATCH, merkleTree, rootFromProof } from '../../src/inference/receipt-batch.ts'
+import { HOST_LIMITS } from '../../src/params/index.ts'
 
 const host = signerFromSeed(new Uint8Array(32).fill(7))
 const edge = signerFromSeed(new Uint8Array(32).fill(9))
@@ -282,6 +298,69 @@ describe('inference frames and job results: hand-written hot path', () => {
         ),
       FrameError
     )
+  })
+})
+
+describe('boxes: the sealed frames of a session', () => {
+  const channels = async () => {
+    const keys = await deriveSealKeyPair(new Uint8Array(32).fill(3))
+    const { enc, channel: edgeSide } = await openSealedSession(keys.publicKey, edge.address, host.address)
+    return { edgeSide, hostSide: await acceptSealedSession(keys, enc, edge.address, host.address) }
+  }
+  const hostFrame: fc.Arbitrary<Frame> = fc.oneof(
+    fc.record({ t: fc.constantFrom('tok' as const, 'end' as const), id: fc.nat(), body: fc.uint8Array({ maxLength: 2_000 }) }),
+    // now and then a frame of a sixth of a box or more, so that some batches need several boxes
+    fc.record({
+      t: fc.constant('end' as const),
+      id: fc.nat(),
+      body: fc.integer({ min: 1, max: MAX_BOX_PLAIN_BYTES - 64 }).map((n) => new Uint8Array(n).fill(n & 0xff))
+    }),
+    fc.record({ t: fc.constant('err' as const), id: fc.nat(), code: fc.constant('busy' as const), message: fc.string({ maxLength: 80 }) })
+  )
+  const plainOf = (f: Frame): unknown => ('body' in f ? { ...f, body: bytesOf(f.body) } : { ...f })
+
+  it('property: a batch of frames goes out in boxes within the frame limit, which open to the same frames in order', async () => {
+    const { edgeSide, hostSide } = await channels()
+    await fc.assert(
+      fc.asyncProperty(fc.array(hostFrame, { minLength: 1, maxLength: 12 }), async (frames) => {
+        const encoded = frames.map(encodeFrame)
+        const boxes = packBoxes(encoded, (plain) => hostSide.seal(plain, BOX_AAD))
+        const size = encoded.reduce((n, f) => n + f.byteLength + 3, 0)
+        assert.ok(boxes.length <= Math.ceil(size / (MAX_BOX_PLAIN_BYTES / 2)), `${boxes.length} boxes for ${size} bytes`)
+        const back: Frame[] = []
+        for (const bytes of boxes) {
+          assert.ok(bytes.byteLength <= HOST_LIMITS.maxFrameBytes, `a box of ${bytes.byteLength} bytes`)
+          const box = decodeFrame(bytes)
+          assert.equal(box.t, 'box')
+          assert.deepEqual(bytesOf(encodeFrame(box)), bytesOf(dagCbor.encode(box)), 'the box encodes as @ipld/dag-cbor does')
+          back.push(...unpackBox(edgeSide.open((box as { body: Uint8Array }).body, BOX_AAD), HOST_BOXED))
+        }
+        assert.deepEqual(back.map(plainOf), frames.map(plainOf))
+      }),
+      { numRuns: 100 }
+    )
+  })
+
+  it('a box that does not open, or holds anything but whole frames of the sender, is refused', async () => {
+    const { edgeSide, hostSide } = await channels()
+    const tok = encodeFrame({ t: 'tok', id: 1, body: new Uint8Array(3) })
+    // sealed by the other side, replayed, or out of order: the nonce or the key differ
+    const [box] = packBoxes([tok], (plain) => hostSide.seal(plain, BOX_AAD))
+    const body = (decodeFrame(box as Uint8Array) as { body: Uint8Array }).body
+    assert.throws(() => hostSide.open(body, BOX_AAD), SealError)
+    assert.equal(unpackBox(edgeSide.open(body, BOX_AAD), HOST_BOXED).length, 1)
+    assert.throws(() => edgeSide.open(body, BOX_AAD), SealError)
+    const refuse = (plain: Uint8Array, allowed = HOST_BOXED): void => assert.throws(() => unpackBox(plain, allowed), FrameError)
+    refuse(new Uint8Array(0))
+    refuse(joinFrames([tok]).subarray(0, 4))
+    refuse(Buffer.concat([joinFrames([tok]), Buffer.from([0x80])]))
+    refuse(joinFrames([tok]), EDGE_BOXED)
+    refuse(joinFrames([encodeFrame({ t: 'req', id: 1, body: new Uint8Array(1) })]))
+    refuse(joinFrames([encodeFrame({ t: 'box', body: new Uint8Array(20) })]))
+    refuse(joinFrames([encodeFrame({ t: 'hello', enc: new Uint8Array(32) })]), EDGE_BOXED)
+    refuse(joinFrames([new TextEncoder().encode('not cbor')]))
+    // a frame too large for any box is refused when it is packed
+    assert.throws(() => packBoxes([new Uint8Array(MAX_BOX_PLAIN_BYTES)], (p) => p), FrameError)
   })
 })
 
