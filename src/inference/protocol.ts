@@ -219,8 +219,8 @@ export interface FrameSink {
  * Writes one session's frames in order, coalescing every frame queued within one turn of the event
  * loop into one write (one muxer frame, one noise message, one socket write instead of one of each
  * per frame) and, once the session is sealed, one box. A frame is built only when its batch goes
- * out, in queue order, and its batch sealed then: the channel's counters follow the order on the wire. A write that fails fails every later one too,
- * and `onError` hears of it once.
+ * out, in queue order, and the batch sealed then: the channel's counters follow the order on the
+ * wire. A write that fails fails every later one too, and `onError` hears of it once.
  */
 export class FrameWriter {
   private queue: Array<() => Uint8Array> = []
