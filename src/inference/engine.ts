@@ -82,6 +82,12 @@ export interface GenerationResult {
  */
 export interface Generation extends AsyncIterable<string> {
   readonly result: Promise<GenerationResult>
+  /**
+   * Instead of iterating piece by piece: each step gives every piece that is ready (one or more),
+   * so a consumer that writes pieces out together (a host) pays one step per batch. Use one or
+   * the other, once.
+   */
+  batches(): AsyncIterable<string[]>
 }
 
 export interface GenerateOptions {

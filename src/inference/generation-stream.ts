@@ -63,24 +63,52 @@ export class GenerationStream implements Generation {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<string> {
-    if (this.consumed) throw new Error('a generation can be iterated only once')
-    this.consumed = true
+    this.claim()
     try {
       while (true) {
         const piece = this.pieces.shift()
-        if (piece !== undefined) {
-          yield piece
-          continue
-        }
-        if (this.state === 'finished') return
-        if (this.state === 'failed') throw this.error
-        await new Promise<void>((resolve) => {
-          this.wake = resolve
-        })
+        if (piece !== undefined) yield piece
+        else if (!(await this.more())) return
       }
     } finally {
-      if (this.state === 'running') this.onLeave()
+      this.left()
     }
+  }
+
+  batches(): AsyncIterable<string[]> {
+    this.claim()
+    return { [Symbol.asyncIterator]: () => this.takeBatches() }
+  }
+
+  private async *takeBatches(): AsyncGenerator<string[]> {
+    try {
+      while (true) {
+        if (this.pieces.length > 0) yield this.pieces.splice(0)
+        else if (!(await this.more())) return
+      }
+    } finally {
+      this.left()
+    }
+  }
+
+  private claim(): void {
+    if (this.consumed) throw new Error('a generation can be iterated only once')
+    this.consumed = true
+  }
+
+  /** Waits for a piece or the end: false once finished, throws once failed. */
+  private async more(): Promise<boolean> {
+    if (this.state === 'finished') return false
+    if (this.state === 'failed') throw this.error
+    await new Promise<void>((resolve) => {
+      this.wake = resolve
+    })
+    return true
+  }
+
+  /** The consumer left its loop: early, if the generation still runs. */
+  private left(): void {
+    if (this.state === 'running') this.onLeave()
   }
 
   private poke(): void {

@@ -334,20 +334,23 @@ export class InferenceHost {
     void (async () => {
       try {
         let open: OpenPiece | undefined
-        for await (const piece of generation) {
-          if (open !== undefined && !open.built && open.chars + piece.length <= MAX_MERGED_PIECE_CHARS) {
-            open.parts.push(piece)
-            open.chars += piece.length
-          } else {
-            const tok: OpenPiece = { parts: [piece], chars: piece.length, built: false }
-            open = tok
-            // built (and sealed, in its box) when its batch is written, with every piece that joined it by then
-            void writer
-              .write(() => {
-                tok.built = true
-                return encodeFrame({ t: 'tok', id, body: Buffer.from(tok.parts.join(''), 'utf8') })
-              })
-              .catch(() => {}) // the stream failed: ready() below says so
+        // every piece ready at each step, not one step per piece
+        for await (const pieces of generation.batches()) {
+          for (const piece of pieces) {
+            if (open !== undefined && !open.built && open.chars + piece.length <= MAX_MERGED_PIECE_CHARS) {
+              open.parts.push(piece)
+              open.chars += piece.length
+            } else {
+              const tok: OpenPiece = { parts: [piece], chars: piece.length, built: false }
+              open = tok
+              // built (and sealed, in its box) when its batch is written, with every piece that joined it by then
+              void writer
+                .write(() => {
+                  tok.built = true
+                  return encodeFrame({ t: 'tok', id, body: Buffer.from(tok.parts.join(''), 'utf8') })
+                })
+                .catch(() => {}) // the stream failed: ready() below says so
+            }
           }
           const full = writer.ready()
           if (full !== undefined) await full

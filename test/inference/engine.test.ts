@@ -187,3 +187,46 @@ test('a cancelled generation delivers no piece after the cancel: waiting pieces 
   assert.equal(result.text, 'a')
   assert.equal(result.completionTokens, 3, 'the tokens produced still count')
 })
+
+test('batches(): every piece ready at each step, in order; a failure and an early leave reach the consumer and the producer', async () => {
+  const result = {
+    text: 'abcd',
+    finishReason: 'stop' as const,
+    stopSequence: null,
+    promptTokens: 1,
+    completionTokens: 4,
+    seed: 0,
+    timeToFirstTokenMs: 1,
+    durationMs: 2
+  }
+  const stream = new GenerationStream()
+  for (const piece of ['a', 'b', 'c']) stream.push(piece)
+  const steps: string[][] = []
+  const consumed = (async () => {
+    for await (const pieces of stream.batches()) steps.push(pieces)
+  })()
+  await new Promise((resolve) => setImmediate(resolve))
+  stream.push('d')
+  stream.finish(result)
+  await consumed
+  assert.deepEqual(steps, [['a', 'b', 'c'], ['d']])
+  assert.throws(() => stream.batches(), /only once/)
+  await assert.rejects(async () => {
+    for await (const _ of stream) break
+  }, /only once/)
+
+  const failing = new GenerationStream()
+  failing.push('x')
+  failing.fail(new Error('engine broke'))
+  const got: string[][] = []
+  await assert.rejects(async () => {
+    for await (const pieces of failing.batches()) got.push(pieces)
+  }, /engine broke/)
+  assert.deepEqual(got, [['x']], 'pieces before the failure are delivered')
+
+  let left = 0
+  const leaving = new GenerationStream(() => left++)
+  leaving.push('y')
+  for await (const _ of leaving.batches()) break
+  assert.equal(left, 1, 'a consumer leaving early tells the producer')
+})
