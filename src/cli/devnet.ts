@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -198,7 +198,10 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
       pid: children[i]?.child.pid ?? 0,
       multiaddrs: statuses[i]?.addresses ?? []
     }))
-    await writeFile(join(dir, MARKER), `${JSON.stringify({ nodes }, null, 2)}\n`)
+    // whole or not at all (temporary file, then rename): scripts poll for this file and read it as soon as it appears
+    const marker = join(dir, MARKER)
+    await writeFile(`${marker}.tmp`, `${JSON.stringify({ nodes }, null, 2)}\n`)
+    await rename(`${marker}.tmp`, marker)
     print('')
     print(`devnet ready: ${opts.nodes} node(s) in ${dir}, every node connected to every other; chain llmesh-devnet from ${genesisPath}`)
     for (const n of nodes) {
