@@ -50,6 +50,8 @@ const DEVNET_ESCROW = 100_000_000_000n
 
 const BIN = fileURLToPath(new URL('../../bin/llmesh.js', import.meta.url))
 const MARKER = 'devnet.json'
+/** Lines of a node's output kept to explain an exit during start-up. */
+const START_TAIL_LINES = 4
 
 /**
  * `llmesh devnet`: a fresh local network of N nodes, each its own OS process
@@ -137,7 +139,7 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
 
   // 2. one OS process per node
   const pretty = prettyFactory({ colorize: 'isTTY' in out && out.isTTY === true, ignore: 'pid,hostname', singleLine: true })
-  const children: Array<{ index: number; child: ChildProcess; log: WriteStream; exited: boolean }> = []
+  const children: Array<{ index: number; child: ChildProcess; log: WriteStream; exited: boolean; how: string; tail: string[] }> = []
   let stopping = false
   for (const [i, h] of homes.entries()) {
     const log = createWriteStream(join(h.home, 'node.log'), { flags: 'a' })
@@ -145,16 +147,20 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LLMESH_LOG_LEVEL: process.env.LLMESH_LOG_LEVEL ?? 'info' }
     })
-    const entry = { index: i, child, log, exited: false }
+    const entry = { index: i, child, log, exited: false, how: '', tail: [] as string[] }
     children.push(entry)
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
         log.write(`${line}\n`)
+        // the last lines, to say why a node that dies at start-up died
+        entry.tail.push(line.slice(0, 300))
+        if (entry.tail.length > START_TAIL_LINES) entry.tail.shift()
         if (opts.showLogs) print(`node-${i} | ${formatLine(pretty, line)}`)
       })
     }
     child.on('exit', (code, signal) => {
       entry.exited = true
+      entry.how = signal ?? `code ${code}`
       log.end()
       if (!stopping) {
         print(`devnet: node-${i} (pid ${child.pid}) exited (${signal ?? `code ${code}`}); restart it with: llmesh start --home ${h.home}`)
@@ -177,7 +183,9 @@ export async function runDevnet(opts: DevnetOptions, out: NodeJS.WritableStream 
       () => {
         const dead = children.find((c) => c.exited)
         if (dead != null) {
-          throw new DevnetError('DEVNET_START', `node-${dead.index} exited during start-up`, {
+          // one line, as every error of the CLI
+          const last = dead.tail.map((l) => formatLine(pretty, l).trim()).join(' | ')
+          throw new DevnetError('DEVNET_START', `node-${dead.index} exited during start-up (${dead.how}), last output: ${last}`, {
             hint: `see ${join(homes[dead.index]?.home ?? dir, 'node.log')}`
           })
         }

@@ -136,6 +136,14 @@ test('devnet refuses a taken port before starting anything', async (t) => {
   )
 })
 
+test('devnet says why a node that died at start-up died, in its one error line', async (t) => {
+  const base = await freePortBase(2)
+  const dir = join(await tempDir(t), 'dn')
+  // the nodes refuse this; the devnet itself starts them
+  const r = await runCli(t, ['devnet', '--nodes', '2', '--dir', dir, '--base-port', String(base)], 60_000, { LLMESH_LOG_LEVEL: 'loud' })
+  assertOneLineError(r, /node-\d exited during start-up \(code 1\), last output: .*LLMESH_LOG_LEVEL=loud is not a log level/)
+})
+
 test('a node whose chain store was damaged refuses to start with one line, rather than fork', async (t) => {
   const api = await freePortBase(1)
   const home = await initHomeCli(t, { api, p2p: 0 })
