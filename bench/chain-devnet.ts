@@ -38,7 +38,9 @@ const free = (port: number) =>
 
 async function freeBase(): Promise<number> {
   for (let i = 0; i < 50; i++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000)
+    // below Linux's ephemeral ports (32768 and up): an outgoing connection cannot take one of these
+    // between the check and the bind
+    const base = 20_000 + Math.floor(Math.random() * 10_000)
     const ports = [0, 1, 2, 3].flatMap((k) => [base + k, base + 1000 + k])
     if ((await Promise.all(ports.map(free))).every(Boolean)) return base
   }

@@ -43,7 +43,9 @@ function portFree(port: number): Promise<boolean> {
 /** A base port B such that B..B+count-1 and B+offset..B+offset+count-1 are all free now. */
 export async function freePortBase(count: number, offset = 1000): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000)
+    // below Linux's ephemeral ports (32768 and up): an outgoing connection cannot take one of these
+    // between the check and the bind
+    const base = 20_000 + Math.floor(Math.random() * 10_000)
     let ok = true
     for (let i = 0; i < count && ok; i++) ok = (await portFree(base + i)) && (await portFree(base + offset + i))
     if (ok) return base
