@@ -14,9 +14,10 @@ import type { Address, SignatureVerifier, Signer } from './signing.ts'
  * host's peer id before trusting the key. Per session (one long-lived stream), the edge runs
  * HPKE base mode (RFC 9180: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305) to
  * the host's key, and both sides take two keys from the HPKE exporter, one per direction. Each
- * frame is then sealed with ChaCha20-Poly1305 under its direction's key, with a nonce made of a
- * per-direction counter: the stream delivers frames in order, so both ends count alike, and a
- * frame replayed, dropped or reordered fails to open. Frame metadata goes in as associated data.
+ * message (a box of frames, `src/inference/protocol.ts`) is then sealed with ChaCha20-Poly1305
+ * under its direction's key, with a nonce made of a per-direction counter: the stream delivers
+ * messages in order, so both ends count alike, and one replayed, dropped or reordered fails to
+ * open. The caller's associated data goes in too.
  */
 
 export type SealErrorCode = 'SEAL_BAD_KEY' | 'SEAL_OPEN_FAILED' | 'SEAL_EXHAUSTED'
@@ -29,7 +30,7 @@ const BINDING_DOMAIN = 'llmesh/seal-key-binding/1'
 const textEncoder = new TextEncoder()
 /** X25519 public keys and HPKE encapsulated keys are 32 bytes. */
 export const SEAL_KEY_BYTES = 32
-/** ChaCha20-Poly1305 adds a 16-byte tag to every frame. */
+/** ChaCha20-Poly1305 adds a 16-byte tag to every sealed message. */
 export const SEAL_OVERHEAD_BYTES = 16
 
 export interface SealKeyPair {
@@ -69,20 +70,20 @@ const AEAD = 'chacha20-poly1305'
  * implement RFC 8439; the same key and nonce give the same bytes (tested).
  */
 export const WASM_AEAD_MAX_BYTES = 512
-/** The wasm cipher takes at most 32 bytes of associated data (a frame's is 5). */
+/** The wasm cipher takes at most 32 bytes of associated data (a box's is 1). */
 const WASM_AEAD_MAX_AAD_BYTES = 32
 const wasmAead = new WasmChaCha20Poly1305(newInstance())
 const MAX_COUNTER = 2n ** 64n - 1n
 
-/** One direction of a session: its key and its frame counter. */
+/** One direction of a session: its key and its message counter. */
 class Direction {
   private counter = 0n
   private readonly nonceBytes = Buffer.alloc(12)
   constructor(readonly key: Uint8Array) {}
 
-  /** The nonce of the next frame (4 zero bytes, then the frame counter, big-endian); each call uses one up. */
+  /** The nonce of the next message (4 zero bytes, then the counter, big-endian); each call uses one up. */
   nonce(): Buffer {
-    if (this.counter >= MAX_COUNTER) throw new SealError('SEAL_EXHAUSTED', 'the session sealed 2^64 frames; open a new one')
+    if (this.counter >= MAX_COUNTER) throw new SealError('SEAL_EXHAUSTED', 'the session sealed 2^64 messages; open a new one')
     this.nonceBytes.writeBigUInt64BE(this.counter, 4)
     this.counter++
     return this.nonceBytes
@@ -90,7 +91,7 @@ class Direction {
 }
 
 /**
- * The two directions of a sealed session. `seal` and `open` are synchronous, so frames are
+ * The two directions of a sealed session. `seal` and `open` are synchronous, so messages are
  * sealed in exactly the order they are written, and must be opened in the order they arrive.
  */
 export class SealedChannel {
@@ -116,7 +117,7 @@ export class SealedChannel {
     return sealed
   }
 
-  /** Opens the next frame of the other direction; throws {@link SealError} if it was forged, replayed or reordered. */
+  /** Opens the next message of the other direction; throws {@link SealError} if it was forged, replayed or reordered. */
   open(ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {
     const nonce = this.in.nonce() // a failed open uses up its position too
     try {
@@ -134,7 +135,7 @@ export class SealedChannel {
       decipher.final() // throws unless the tag matches
       return new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength)
     } catch (err) {
-      throw new SealError('SEAL_OPEN_FAILED', 'a sealed frame failed to open (forged, replayed or out of order)', { cause: err })
+      throw new SealError('SEAL_OPEN_FAILED', 'a sealed message failed to open (forged, replayed or out of order)', { cause: err })
     }
   }
 }
