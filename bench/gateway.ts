@@ -9,8 +9,8 @@
 //  (c') the same through the edge's HTTP gateway (POST /v1/completions, keep-alive connections):
 //      what an application sees;
 // each with 1 and 64 requests in flight; and (c*) as (c) at 1 in flight on an edge that checks
-// every receipt's signature (the default checks one per second per session). Targets: (c) reaches at least 0.6 of (b)'s requests/s,
-// and adds at most 1 ms p50 over (a) at 1 in flight.
+// every receipt's signature (the default checks one per second per session). Targets: (c)
+// reaches at least 0.6 of (b)'s requests/s, and adds at most 1 ms p50 over (a) at 1 in flight.
 // Then real tokens/s of the built-in tiny model on llama.cpp (1 thread, greedy, 256 tokens):
 // the engine alone against a host node serving it over the mesh.
 import '../src/polyfill.ts'

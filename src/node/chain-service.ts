@@ -357,9 +357,7 @@ export class ChainService {
 
   /** Makes the guard point, locks and own messages recorded so far durable (one write); a no-op if nothing changed. */
   private flushSignerState(): void {
-    const files = this.signerFiles
-    if (files == null || !files.pending) return
-    files.flush()
+    this.signerFiles?.flush()
   }
 
   get state(): ChainState {
