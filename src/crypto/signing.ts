@@ -1,6 +1,7 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { ed25519Sign, ed25519Verify, keyPairFromSeed } from './ed25519.ts'
 
 /**
  * An account address is the string form of an Ed25519 libp2p peer id (`12D3KooW...`). It embeds
@@ -9,11 +10,9 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
  */
 export type Address = string
 
-const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
-const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
 const MAX_CACHED_KEYS = 10_000
 
-/** A signer for one Ed25519 key: signs with node:crypto (deterministic, RFC 8032). */
+/** A signer for one Ed25519 key (deterministic, RFC 8032; libsodium, see ed25519.ts). */
 export interface Signer {
   readonly address: Address
   sign(message: Uint8Array): Uint8Array
@@ -26,11 +25,8 @@ export function signerFromPrivateKey(key: PrivateKey): Signer {
 
 /** A signer from a 32-byte Ed25519 seed (tests and simulations derive keys this way). */
 export function signerFromSeed(seed: Uint8Array, address?: Address): Signer {
-  if (seed.byteLength !== 32) throw new Error('an Ed25519 seed is 32 bytes')
-  const keyObject = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' })
-  const publicRaw = createPublicKey(keyObject).export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length)
-  const addr = address ?? addressFromPublicKey(publicRaw)
-  return { address: addr, sign: (message) => new Uint8Array(sign(null, message, keyObject)) }
+  const { publicKey, secretKey } = keyPairFromSeed(seed)
+  return { address: address ?? addressFromPublicKey(publicKey), sign: (message) => ed25519Sign(secretKey, message) }
 }
 
 /** The address of a raw 32-byte Ed25519 public key. */
@@ -46,7 +42,7 @@ export function addressFromPublicKey(raw: Uint8Array): Address {
  * Holds no global state: each chain or node owns its verifier.
  */
 export class SignatureVerifier {
-  private readonly keys = new Map<Address, KeyObject | null>()
+  private readonly keys = new Map<Address, Uint8Array | null>()
   private readonly verified = new Set<string>()
   private readonly cacheSize: number
 
@@ -60,8 +56,8 @@ export class SignatureVerifier {
     this.cacheSize = cacheSize
   }
 
-  /** The public key of `address`, or null if it is not an Ed25519 peer id. */
-  publicKey(address: Address): KeyObject | null {
+  /** The raw public key of `address`, or null if it is not an Ed25519 peer id. */
+  publicKey(address: Address): Uint8Array | null {
     let key = this.keys.get(address)
     if (key === undefined) {
       key = parseAddress(address)
@@ -78,10 +74,10 @@ export class SignatureVerifier {
   verify(address: Address, message: Uint8Array, signature: Uint8Array): boolean {
     const key = this.publicKey(address)
     if (key == null || signature.byteLength !== 64) return false
-    if (this.cacheSize === 0) return verify(null, message, key, signature)
+    if (this.cacheSize === 0) return ed25519Verify(key, message, signature)
     const id = `${address}:${Buffer.from(signature).toString('base64')}:${createHash('sha256').update(message).digest('base64')}`
     if (this.verified.has(id)) return true
-    const ok = verify(null, message, key, signature)
+    const ok = ed25519Verify(key, message, signature)
     if (ok) {
       if (this.verified.size >= this.cacheSize) this.verified.clear()
       this.verified.add(id)
@@ -90,12 +86,12 @@ export class SignatureVerifier {
   }
 }
 
-function parseAddress(address: Address): KeyObject | null {
+function parseAddress(address: Address): Uint8Array | null {
   if (typeof address !== 'string' || address.length > 64) return null
   try {
     const peerId = peerIdFromString(address)
     if (peerId.type !== 'Ed25519' || peerId.publicKey == null) return null
-    return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, peerId.publicKey.raw]), format: 'der', type: 'spki' })
+    return peerId.publicKey.raw
   } catch {
     return null
   }

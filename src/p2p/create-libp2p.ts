@@ -10,6 +10,8 @@ import { createLibp2p } from 'libp2p'
 import { DHT_PROTOCOL, LIMITS, LOCAL_NETWORK, VERSION } from '../params/index.ts'
 // stops libp2p's length-prefixed decoder from throwing (and catching) an Error per received chunk
 import './lp-decoder-fix.ts'
+// libp2p's Ed25519 signatures on libsodium (noise, gossipsub, identify), not a JWK key per call
+import './fast-ed25519.ts'
 // one socket write per message, and yamux window updates at half the window rather than per frame
 import './transport-fixes.ts'
 
