@@ -1,7 +1,7 @@
-import { createCipheriv, createDecipheriv, createHash, type webcrypto } from 'node:crypto'
-import { newInstance, ChaCha20Poly1305 as WasmChaCha20Poly1305 } from '@chainsafe/as-chacha20poly1305'
+import { createHash, type webcrypto } from 'node:crypto'
 import { Chacha20Poly1305 } from '@hpke/chacha20poly1305'
 import { CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core'
+import sodium from 'sodium-native'
 import { encodeCanonical } from '../codec/index.ts'
 import { LlmeshError } from '../errors/index.ts'
 import type { Address, SignatureVerifier, Signer } from './signing.ts'
@@ -60,19 +60,15 @@ export function verifySealKey(verifier: SignatureVerifier, peer: Address, key: U
   return key.byteLength === SEAL_KEY_BYTES && verifier.verify(peer, bindingMessage(peer, key), sig)
 }
 
-/** RFC 8439 ChaCha20-Poly1305 as OpenSSL names it (node:crypto: native, several times faster per frame than a JS cipher). */
-const AEAD = 'chacha20-poly1305'
 /**
- * Frames up to this size go through the WebAssembly ChaCha20-Poly1305 that libp2p's noise uses for
- * its small messages: node:crypto's cost is mostly making a cipher object (~10 µs per frame here),
- * the wasm one's grows with the bytes. Measured on this machine: 5.2 vs 11.3 µs to seal 50 bytes,
- * 10.5 vs 16.0 µs for 200, 20.7 vs 16.1 µs for 1,000 (docs/performance.md, Gateway). Both
- * implement RFC 8439; the same key and nonce give the same bytes (tested).
+ * Each box is sealed with libsodium's ChaCha20-Poly1305 (RFC 8439, the IETF variant with 12-byte
+ * nonces) through sodium-native: one native call per box, no cipher object. With node:crypto a
+ * cipher object alone cost ~10 µs per box, and the WebAssembly cipher noise uses ~5–20 µs per box
+ * of 50–1,000 bytes here (docs/performance.md, Gateway). The bytes are RFC 8439's whichever
+ * implementation makes them (tested against node:crypto).
  */
-export const WASM_AEAD_MAX_BYTES = 512
-/** The wasm cipher takes at most 32 bytes of associated data (a box's is 1). */
-const WASM_AEAD_MAX_AAD_BYTES = 32
-const wasmAead = new WasmChaCha20Poly1305(newInstance())
+const aeadSeal = sodium.crypto_aead_chacha20poly1305_ietf_encrypt
+const aeadOpen = sodium.crypto_aead_chacha20poly1305_ietf_decrypt
 const MAX_COUNTER = 2n ** 64n - 1n
 
 /** One direction of a session: its key and its message counter. */
@@ -105,15 +101,8 @@ export class SealedChannel {
 
   /** The ciphertext then the 16-byte tag, as RFC 8439 lays them out. */
   seal(plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-    if (plaintext.byteLength <= WASM_AEAD_MAX_BYTES && aad.byteLength <= WASM_AEAD_MAX_AAD_BYTES)
-      return wasmAead.seal(this.out.key, this.out.nonce(), plaintext, aad)
-    const cipher = createCipheriv(AEAD, this.out.key, this.out.nonce(), { authTagLength: SEAL_OVERHEAD_BYTES })
-    cipher.setAAD(aad, { plaintextLength: plaintext.byteLength })
-    const body = cipher.update(plaintext)
-    cipher.final()
-    const sealed = new Uint8Array(body.byteLength + SEAL_OVERHEAD_BYTES)
-    sealed.set(body)
-    sealed.set(cipher.getAuthTag(), body.byteLength)
+    const sealed = new Uint8Array(plaintext.byteLength + SEAL_OVERHEAD_BYTES)
+    aeadSeal(sealed, plaintext, aad, null, this.out.nonce(), this.out.key)
     return sealed
   }
 
@@ -122,18 +111,9 @@ export class SealedChannel {
     const nonce = this.in.nonce() // a failed open uses up its position too
     try {
       if (ciphertext.byteLength < SEAL_OVERHEAD_BYTES) throw new Error(`${ciphertext.byteLength} bytes is shorter than the tag`)
-      const length = ciphertext.byteLength - SEAL_OVERHEAD_BYTES
-      if (length <= WASM_AEAD_MAX_BYTES && aad.byteLength <= WASM_AEAD_MAX_AAD_BYTES) {
-        const plain = wasmAead.open(this.in.key, nonce, ciphertext, aad)
-        if (plain == null) throw new Error('the tag does not match')
-        return plain
-      }
-      const decipher = createDecipheriv(AEAD, this.in.key, nonce, { authTagLength: SEAL_OVERHEAD_BYTES })
-      decipher.setAAD(aad, { plaintextLength: length })
-      decipher.setAuthTag(ciphertext.subarray(length))
-      const plain = decipher.update(ciphertext.subarray(0, length))
-      decipher.final() // throws unless the tag matches
-      return new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength)
+      const plain = new Uint8Array(ciphertext.byteLength - SEAL_OVERHEAD_BYTES)
+      aeadOpen(plain, null, ciphertext, aad, nonce, this.in.key) // throws unless the tag matches
+      return plain
     } catch (err) {
       throw new SealError('SEAL_OPEN_FAILED', 'a sealed message failed to open (forged, replayed or out of order)', { cause: err })
     }
