@@ -205,19 +205,59 @@ export function normalizePromptInput(input: unknown): PromptInput {
 
 /** Checks a request (model id, input, sampling parameters) and fills in the defaults. */
 export function normalizeGenerateRequest(request: GenerateRequest): NormalizedRequest {
-  const model = ModelIdSchema.safeParse(request?.model)
-  if (!model.success) throw invalid('model id', model.error)
+  // every job is checked at the edge, at the host and in its engine: a valid request (nearly all of
+  // them) takes the plain checks of isModelId and validParams; zod runs to word what is wrong with the others
+  let model = request?.model
+  if (!isModelId(model)) {
+    const parsed = ModelIdSchema.safeParse(model)
+    if (!parsed.success) throw invalid('model id', parsed.error)
+    model = parsed.data
+  }
   const input = normalizePromptInput(request)
-  const params = ParamsSchema.safeParse({
-    maxTokens: request.maxTokens,
-    temperature: request.temperature,
-    seed: request.seed,
-    topK: request.topK,
-    topP: request.topP,
-    stop: request.stop
-  })
+  const valid = validParams(request)
+  if (valid !== undefined) return { model, input, params: valid }
+  const { maxTokens, temperature, seed, topK, topP, stop } = request
+  const params = ParamsSchema.safeParse({ maxTokens, temperature, seed, topK, topP, stop })
   if (!params.success) throw invalid('sampling parameters', params.error)
-  return { model: model.data, input, params: params.data }
+  return { model, input, params: params.data }
+}
+
+const isInt = (x: unknown, min: number, max: number): x is number => Number.isInteger(x) && (x as number) >= min && (x as number) <= max
+
+/** The sampling parameters as zod's ParamsSchema checks them (undefined: refused); the reference validParams is tested against. */
+export function schemaParams(r: SamplingParams): NormalizedRequest['params'] | undefined {
+  const { maxTokens, temperature, seed, topK, topP, stop } = r
+  const parsed = ParamsSchema.safeParse({ maxTokens, temperature, seed, topK, topP, stop })
+  return parsed.success ? parsed.data : undefined
+}
+
+/** Whether zod's ModelIdSchema accepts `x`: the reference isModelId is tested against. */
+export const schemaModelId = (x: unknown): boolean => ModelIdSchema.safeParse(x).success
+
+/** What ModelIdSchema accepts (tested to agree). */
+export function isModelId(x: unknown): x is string {
+  return (
+    typeof x === 'string' &&
+    x.length >= 1 &&
+    x.length <= INFERENCE_LIMITS.maxModelIdBytes &&
+    utf8Bytes(x) <= INFERENCE_LIMITS.maxModelIdBytes
+  )
+}
+
+/** ParamsSchema's result for sampling parameters it accepts, undefined for any it would refuse (tested to agree with {@link schemaParams}). */
+export function validParams(r: SamplingParams): NormalizedRequest['params'] | undefined {
+  const { maxTokens, temperature = 0, seed = INFERENCE_DEFAULTS.seed, topK = null, topP = null, stop = [] } = r
+  if (!isInt(maxTokens, 1, INFERENCE_LIMITS.maxGenerateTokens)) return undefined
+  if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= INFERENCE_LIMITS.maxTemperature)) return undefined
+  if (!isInt(seed, 0, INFERENCE_LIMITS.maxSeed)) return undefined
+  if (topK !== null && !isInt(topK, 0, INFERENCE_LIMITS.maxTopK)) return undefined
+  if (topP !== null && (typeof topP !== 'number' || !(topP > 0 && topP <= 1))) return undefined
+  if (!Array.isArray(stop) || stop.length > INFERENCE_LIMITS.maxStopSequences) return undefined
+  for (const s of stop) {
+    if (typeof s !== 'string' || s.length < 1 || s.length > INFERENCE_LIMITS.maxStopSequenceBytes) return undefined
+    if (utf8Bytes(s) > INFERENCE_LIMITS.maxStopSequenceBytes) return undefined
+  }
+  return { maxTokens, temperature, seed, topK, topP, stop: stop.slice() }
 }
 
 /** Checks a model spec before an engine loads it. */

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import fc from 'fast-check'
+import { isModelId, schemaModelId, schemaParams, validParams } from '../../src/inference/engine.ts'
 import { GenerationStream } from '../../src/inference/generation-stream.ts'
 import {
   EchoEngine,
@@ -51,6 +53,63 @@ test('requests are checked the same way for every engine: defaults filled, bad v
     () => normalizeGenerateRequest({ model: 'm', messages: [{ role: 'robot', content: 'x' }], maxTokens: 1 } as unknown as GenerateRequest),
     inputError('INVALID_PARAMS')
   )
+})
+
+test('property: the plain checks of a request accept and fill in exactly what the zod schemas do', () => {
+  const seed = Number(process.env.FC_SEED ?? Date.now() % 2 ** 31)
+  const runs = Number(process.env.FC_RUNS ?? 2_000)
+  console.log(`request checks: FC_SEED=${seed} FC_RUNS=${runs}`)
+  const L = INFERENCE_LIMITS
+  // mostly values in range (so that whole requests pass too), else values at and around every
+  // bound, of the wrong types, or absent
+  const odd = fc.constantFrom<unknown>(undefined, null, Number.NaN, Number.POSITIVE_INFINITY, -0, '1', true, [], {}, 2 ** 53, 1.5)
+  const edges = (bounds: number[]) => fc.constantFrom(...bounds.flatMap((b) => [b - 1, b - 0.5, b, b + 0.5, b + 1]))
+  const num = (inRange: fc.Arbitrary<number>, bounds: number[]) =>
+    fc.oneof(
+      { arbitrary: inRange, weight: 12 },
+      { arbitrary: edges(bounds), weight: 1 },
+      { arbitrary: fc.double(), weight: 1 },
+      { arbitrary: odd, weight: 1 }
+    )
+  const int = (min: number, max: number) => num(fc.integer({ min, max }), [min, max])
+  const text = (max: number) =>
+    fc.oneof(
+      { arbitrary: fc.string({ minLength: 1, maxLength: 8 }), weight: 6 },
+      { arbitrary: fc.constantFrom('', 'x'.repeat(max), 'x'.repeat(max + 1), 'é'.repeat(max / 2), 'é'.repeat(max / 2 + 1)), weight: 1 },
+      { arbitrary: odd, weight: 1 }
+    )
+  const params = fc.record(
+    {
+      maxTokens: int(1, L.maxGenerateTokens),
+      temperature: num(fc.double({ min: 0, max: L.maxTemperature, noNaN: true }), [0, L.maxTemperature]),
+      seed: int(0, L.maxSeed),
+      topK: int(0, L.maxTopK),
+      topP: num(fc.double({ min: Number.MIN_VALUE, max: 1, noNaN: true }), [0, 1]),
+      stop: fc.oneof(
+        { arbitrary: fc.array(text(L.maxStopSequenceBytes), { maxLength: L.maxStopSequences }), weight: 4 },
+        {
+          arbitrary: fc.array(text(L.maxStopSequenceBytes), { minLength: L.maxStopSequences + 1, maxLength: L.maxStopSequences + 1 }),
+          weight: 1
+        },
+        { arbitrary: odd, weight: 1 }
+      )
+    },
+    { requiredKeys: [] }
+  )
+  const seen = { valid: 0, refused: 0, model: 0 }
+  fc.assert(
+    fc.property(params, text(L.maxModelIdBytes), (p, model) => {
+      const want = schemaParams(p as never)
+      assert.deepEqual(validParams(p as never), want)
+      seen[want === undefined ? 'refused' : 'valid']++
+      assert.equal(isModelId(model), schemaModelId(model))
+      if (isModelId(model)) seen.model++
+    }),
+    { seed, numRuns: runs }
+  )
+  // both outcomes must have been tried, or the agreement says little
+  console.log(`request checks: ${JSON.stringify(seen)}`)
+  assert.ok(seen.valid >= runs / 20 && seen.refused >= runs / 10 && seen.model >= runs / 10, JSON.stringify(seen))
 })
 
 test('prompts over the byte limit are refused with PROMPT_TOO_LARGE, counting UTF-8 bytes, not characters', () => {
