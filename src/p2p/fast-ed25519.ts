@@ -8,7 +8,7 @@ import { ed25519Sign, ed25519Verify } from '../crypto/ed25519.ts'
  * identify's signed peer records, DHT records. `@libp2p/crypto` 5.1.23 rebuilds a node:crypto key
  * object from JWK on every call and then runs OpenSSL's Ed25519; under the chain's load gossipsub's
  * per-message check was about a fifth of a devnet node's CPU (docs/performance.md, Chain,
- * 2026-11-26). Same signatures, same answers, for the same bytes.
+ * 2026-11-26). The signatures are the same bytes; verification is libsodium's (see ed25519.ts).
  */
 
 type Ed25519Private = PrivateKey & { raw: Uint8Array }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import type { DevnetNodeInfo } from '../../src/cli/devnet.ts'
@@ -123,15 +124,27 @@ test('paid inference: the edge pays hosts through vouchers; redemption splits 70
   spawnCli(t, ['start', '--home', host1.home])
   for (let i = 0; i < 3; i++) await complete(`after a host restarted ${i}`, later)
   const laterTotal = [...later.values()].reduce((a, b) => a + b, 0n)
+  let redeemedLater = 0n
   const settled = await waitFor(
     'every cost after the restarts redeemed',
     async () => {
       const e = await get<Economics>(`${api}/mesh/economics`)
-      return BigInt(e.feesRedeemed) - redeemedBefore >= laterTotal ? e : undefined
+      redeemedLater = BigInt(e.feesRedeemed) - redeemedBefore
+      return redeemedLater >= laterTotal ? e : undefined
     },
     90_000,
     500
-  )
+  ).catch(async (err: Error) => {
+    // say what was redeemed, by whom, and what each node logged last
+    const tails = await Promise.all(
+      nodes.map(async (n) => {
+        const log = await readFile(join(n.home, 'node.log'), 'utf8').catch((e: Error) => e.message)
+        return `${n.peerId.slice(-8)} log tail:\n${log.split('\n').slice(-12).join('\n')}`
+      })
+    )
+    const owed = [...later].map(([host, cost]) => `${host.slice(-8)}: ${cost}`).join(', ')
+    throw new Error(`${err.message}: ${redeemedLater} of ${laterTotal} redeemed (costs by host ${owed})\n${tails.join('\n')}`)
+  })
   assert.equal(BigInt(settled.feesRedeemed) - redeemedBefore, laterTotal, 'paid exactly what the client was told, no more')
   assert.equal(await escrowOf(api, edge.peerId), escrowMid - laterTotal)
   assert.equal(settled.totalSupply, before.totalSupply, 'supply unchanged')
