@@ -14,6 +14,7 @@ import './lp-decoder-fix.ts'
 import './fast-ed25519.ts'
 // one socket write per message, and yamux window updates at half the window rather than per frame
 import './transport-fixes.ts'
+import { noiseCrypto } from './noise-crypto.ts'
 
 export interface P2pInit {
   privateKey: PrivateKey
@@ -47,7 +48,7 @@ export async function createMeshLibp2p(init: P2pInit): Promise<MeshLibp2p> {
     nodeInfo: { name: 'llmesh', version: VERSION },
     addresses: { listen: init.listen, announce: init.announce },
     transports: [tcp({ maxConnections: init.maxConnections + LIMITS.maxIncomingPendingConnections })],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux()],
     connectionManager: {
       maxConnections: init.maxConnections,
