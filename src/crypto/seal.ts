@@ -1,9 +1,9 @@
 import { createHash, type webcrypto } from 'node:crypto'
 import { Chacha20Poly1305 } from '@hpke/chacha20poly1305'
 import { CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core'
-import sodium from 'sodium-native'
 import { encodeCanonical } from '../codec/index.ts'
 import { LlmeshError } from '../errors/index.ts'
+import { AEAD_TAG_BYTES, aeadOpen, aeadSeal } from './aead.ts'
 import type { Address, SignatureVerifier, Signer } from './signing.ts'
 
 /**
@@ -31,7 +31,7 @@ const textEncoder = new TextEncoder()
 /** X25519 public keys and HPKE encapsulated keys are 32 bytes. */
 export const SEAL_KEY_BYTES = 32
 /** ChaCha20-Poly1305 adds a 16-byte tag to every sealed message. */
-export const SEAL_OVERHEAD_BYTES = 16
+export const SEAL_OVERHEAD_BYTES = AEAD_TAG_BYTES
 
 export interface SealKeyPair {
   /** Raw X25519 public key (32 bytes): what the host advertises. */
@@ -60,15 +60,6 @@ export function verifySealKey(verifier: SignatureVerifier, peer: Address, key: U
   return key.byteLength === SEAL_KEY_BYTES && verifier.verify(peer, bindingMessage(peer, key), sig)
 }
 
-/**
- * Each box is sealed with libsodium's ChaCha20-Poly1305 (RFC 8439, the IETF variant with 12-byte
- * nonces) through sodium-native: one native call per box, no cipher object. With node:crypto a
- * cipher object alone cost ~10 µs per box, and the WebAssembly cipher noise uses ~5–20 µs per box
- * of 50–1,000 bytes here (docs/performance.md, Gateway). The bytes are RFC 8439's whichever
- * implementation makes them (tested against node:crypto).
- */
-const aeadSeal = sodium.crypto_aead_chacha20poly1305_ietf_encrypt
-const aeadOpen = sodium.crypto_aead_chacha20poly1305_ietf_decrypt
 const MAX_COUNTER = 2n ** 64n - 1n
 
 /** One direction of a session: its key and its message counter. */
@@ -99,21 +90,16 @@ export class SealedChannel {
     this.in = new Direction(inKey)
   }
 
-  /** The ciphertext then the 16-byte tag, as RFC 8439 lays them out. */
+  /** The ciphertext then the 16-byte tag, as RFC 8439 lays them out (ChaCha20-Poly1305 on libsodium, aead.ts). */
   seal(plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-    const sealed = new Uint8Array(plaintext.byteLength + SEAL_OVERHEAD_BYTES)
-    aeadSeal(sealed, plaintext, aad, null, this.out.nonce(), this.out.key)
-    return sealed
+    return aeadSeal(this.out.key, this.out.nonce(), plaintext, aad)
   }
 
   /** Opens the next message of the other direction; throws {@link SealError} if it was forged, replayed or reordered. */
   open(ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {
     const nonce = this.in.nonce() // a failed open uses up its position too
     try {
-      if (ciphertext.byteLength < SEAL_OVERHEAD_BYTES) throw new Error(`${ciphertext.byteLength} bytes is shorter than the tag`)
-      const plain = new Uint8Array(ciphertext.byteLength - SEAL_OVERHEAD_BYTES)
-      aeadOpen(plain, null, ciphertext, aad, nonce, this.in.key) // throws unless the tag matches
-      return plain
+      return aeadOpen(this.in.key, nonce, ciphertext, aad) // throws unless the tag matches
     } catch (err) {
       throw new SealError('SEAL_OPEN_FAILED', 'a sealed message failed to open (forged, replayed or out of order)', { cause: err })
     }

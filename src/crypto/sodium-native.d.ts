@@ -1,4 +1,4 @@
-// The part of sodium-native 5 (libsodium bindings) that src/crypto uses (ed25519.ts, seal.ts). The package
+// The part of sodium-native 5 (libsodium bindings) that src/crypto uses (ed25519.ts, aead.ts). The package
 // ships no types, and @types/sodium-native describes version 2 with Buffer-only arguments.
 declare module 'sodium-native' {
   const sodium: {

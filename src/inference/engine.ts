@@ -216,18 +216,21 @@ export function normalizeGenerateRequest(request: GenerateRequest): NormalizedRe
   const input = normalizePromptInput(request)
   const valid = validParams(request)
   if (valid !== undefined) return { model, input, params: valid }
-  const { maxTokens, temperature, seed, topK, topP, stop } = request
-  const params = ParamsSchema.safeParse({ maxTokens, temperature, seed, topK, topP, stop })
+  const params = parseParams(request)
   if (!params.success) throw invalid('sampling parameters', params.error)
   return { model, input, params: params.data }
+}
+
+function parseParams(r: SamplingParams) {
+  const { maxTokens, temperature, seed, topK, topP, stop } = r
+  return ParamsSchema.safeParse({ maxTokens, temperature, seed, topK, topP, stop })
 }
 
 const isInt = (x: unknown, min: number, max: number): x is number => Number.isInteger(x) && (x as number) >= min && (x as number) <= max
 
 /** The sampling parameters as zod's ParamsSchema checks them (undefined: refused); the reference validParams is tested against. */
 export function schemaParams(r: SamplingParams): NormalizedRequest['params'] | undefined {
-  const { maxTokens, temperature, seed, topK, topP, stop } = r
-  const parsed = ParamsSchema.safeParse({ maxTokens, temperature, seed, topK, topP, stop })
+  const parsed = parseParams(r)
   return parsed.success ? parsed.data : undefined
 }
 
