@@ -2,6 +2,11 @@
 //  (a) an inference engine called directly: the echo engine, no network, no model;
 //  (b) a raw libp2p echo over ONE long-lived stream between two nodes in this process, requests
 //      multiplexed on it with a request id in each frame;
+//  (b') (b) plus the work the issue requires of every request, with nothing else: the server runs
+//      the echo engine on the request, the request and the answer are sealed (ChaCha20-Poly1305,
+//      as the mesh's boxes), the server hashes input and output and signs them (a receipt's
+//      SHA-256s and Ed25519 signature), the client hashes both (the edge's receipt check). A floor
+//      for any design that meets the issue: what (c) may spend beyond it is its own protocol.
 // each with 1 and 64 requests in flight. Run alone:
 //   node --import tsx --import ./src/polyfill.ts bench/gateway-baselines.ts [seconds=3]
 import '../src/polyfill.ts'
@@ -10,7 +15,10 @@ import { pathToFileURL } from 'node:url'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
+import { aeadOpen, aeadSeal } from '../src/crypto/aead.ts'
+import { ed25519Sign, keyPairFromSeed } from '../src/crypto/ed25519.ts'
 import { EchoEngine } from '../src/inference/index.ts'
+import { sha256 } from '../src/inference/receipt.ts'
 import { createMeshLibp2p, type MeshLibp2p } from '../src/p2p/index.ts'
 
 export interface BaselineResult {
@@ -144,6 +152,13 @@ async function echoFrames(stream: Stream): Promise<void> {
   }
 }
 
+/** What a client puts in each request frame after the id, and how it checks the answer's. */
+interface EchoCodec {
+  request(): Uint8Array
+  /** Throws unless `frame` (the request's id, then the answer) answers a request of this codec. */
+  check(frame: { byteLength: number; subarray(start: number): Uint8Array }): void
+}
+
 /**
  * The client side of one long-lived stream: requests carry an id, responses are matched by it,
  * so any number of requests share the stream.
@@ -156,7 +171,7 @@ class MultiplexedEchoClient {
 
   constructor(
     private readonly stream: Stream,
-    private readonly payload: Uint8Array
+    private readonly codec: EchoCodec
   ) {
     this.lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
     this.reading = this.readLoop()
@@ -165,9 +180,10 @@ class MultiplexedEchoClient {
   async request(): Promise<void> {
     const id = this.nextId
     this.nextId = (this.nextId + 1) >>> 0
-    const frame = new Uint8Array(ID_BYTES + this.payload.byteLength)
+    const body = this.codec.request()
+    const frame = new Uint8Array(ID_BYTES + body.byteLength)
     new DataView(frame.buffer).setUint32(0, id)
-    frame.set(this.payload, ID_BYTES)
+    frame.set(body, ID_BYTES)
     const answered = new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject }))
     await this.lp.write(frame)
     await answered
@@ -182,10 +198,11 @@ class MultiplexedEchoClient {
     try {
       while (this.stream.status === 'open') {
         const frame = await this.lp.read()
-        if (frame.byteLength !== ID_BYTES + this.payload.byteLength) throw new Error(`echo frame of ${frame.byteLength} bytes`)
+        if (frame.byteLength < ID_BYTES) throw new Error(`echo frame of ${frame.byteLength} bytes`)
         const id = frame.getUint32(0)
         const waiter = this.pending.get(id)
         if (waiter == null) throw new Error(`echo for unknown request ${id}`)
+        this.codec.check(frame)
         this.pending.delete(id)
         waiter.resolve()
       }
@@ -196,34 +213,152 @@ class MultiplexedEchoClient {
   }
 }
 
-/** (b) Two libp2p nodes in this process, one long-lived stream, requests multiplexed on it by id. */
-export async function benchLibp2pEcho(options: BaselineOptions): Promise<BaselineResult> {
+/** A way to send requests, open until `close`. */
+export interface RequestPath {
+  one: () => Promise<void>
+  close: () => Promise<void>
+}
+
+/** Two libp2p nodes in this process, one long-lived stream served by `serve`, requests of `codec` multiplexed on it. */
+async function openEchoStream(serve: (stream: Stream) => Promise<void>, codec: EchoCodec): Promise<RequestPath> {
   const server = await benchNode()
   const client = await benchNode()
+  const stop = (): Promise<unknown> => Promise.all([client.stop(), server.stop()])
   try {
-    await server.handle(BENCH_ECHO_PROTOCOL, (stream) => echoFrames(stream))
+    await server.handle(BENCH_ECHO_PROTOCOL, serve)
     const address = server.getMultiaddrs().find((a) => a.toString().includes('/127.0.0.1/'))
     if (address == null) throw new Error('the bench server has no loopback address')
-    const stream = await client.dialProtocol(address, BENCH_ECHO_PROTOCOL)
-    const payload = new TextEncoder().encode(promptOf(options.payloadBytes ?? 200))
-    const echo = new MultiplexedEchoClient(stream, payload)
-    try {
-      return await drive('(b) libp2p echo, one stream', options, () => echo.request())
-    } finally {
-      await echo.close()
+    const echo = new MultiplexedEchoClient(await client.dialProtocol(address, BENCH_ECHO_PROTOCOL), codec)
+    return {
+      one: () => echo.request(),
+      close: async () => {
+        await echo.close().finally(stop)
+      }
     }
-  } finally {
-    await Promise.all([client.stop(), server.stop()])
+  } catch (err) {
+    await stop()
+    throw err
   }
 }
 
-/** Runs both baselines at 1 and 64 in flight and prints them as a table. */
+/** Opens `path`, drives it with `options`, closes it. */
+async function driveOnce(name: string, options: BaselineOptions, path: Promise<RequestPath>): Promise<BaselineResult> {
+  const p = await path
+  try {
+    return await drive(name, options, p.one)
+  } finally {
+    await p.close()
+  }
+}
+
+/** (b) Two libp2p nodes in this process, one long-lived stream, requests multiplexed on it by id. */
+export function openLibp2pEcho(payloadBytes = 200): Promise<RequestPath> {
+  const payload = new TextEncoder().encode(promptOf(payloadBytes))
+  return openEchoStream(echoFrames, {
+    request: () => payload,
+    check: (frame) => {
+      if (frame.byteLength !== ID_BYTES + payload.byteLength) throw new Error(`echo frame of ${frame.byteLength} bytes`)
+    }
+  })
+}
+
+export const LIBP2P_ECHO = '(b) libp2p echo, one stream'
+
+export function benchLibp2pEcho(options: BaselineOptions): Promise<BaselineResult> {
+  return driveOnce(LIBP2P_ECHO, options, openLibp2pEcho(options.payloadBytes))
+}
+
+const NONCE_BYTES = 12
+const FLOOR_AAD = new TextEncoder().encode('llmesh bench floor')
+/** The fields of a receipt besides its two hashes (job and model ids, host and client addresses, counts, time): signed with them. */
+const RECEIPT_FIELDS_BYTES = 180
+
+/** `plain` sealed under `key` with a fresh nonce from `counter`: the nonce, then the sealed bytes. */
+function sealWithCounter(key: Uint8Array, counter: number, plain: Uint8Array): Uint8Array {
+  const out = new Uint8Array(NONCE_BYTES + plain.byteLength + 16)
+  new DataView(out.buffer).setUint32(NONCE_BYTES - 4, counter)
+  out.set(aeadSeal(key, out.subarray(0, NONCE_BYTES), plain, FLOOR_AAD), NONCE_BYTES)
+  return out
+}
+
+function openWithNonce(key: Uint8Array, box: Uint8Array): Uint8Array {
+  return aeadOpen(key, box.subarray(0, NONCE_BYTES), box.subarray(NONCE_BYTES), FLOOR_AAD)
+}
+
+/**
+ * (b') (b) plus the per-request work the issue requires (sealing both ways, the engine, a signed
+ * receipt's hashes and signature, the client's hash check) and nothing else: no request or
+ * receipt encoding, routing, admission or payments. Keys are made once, as a session's are. The
+ * server answers one request at a time: a floor for 1 in flight, not for many.
+ */
+export async function openLibp2pEchoFloor(payloadBytes = 200): Promise<RequestPath> {
+  const key = new Uint8Array(32).fill(7)
+  const { secretKey } = keyPairFromSeed(new Uint8Array(32).fill(9))
+  const engine = new EchoEngine()
+  await engine.start()
+  const model = 'bench-echo'
+  await engine.load({ id: model, path: '/echo/needs/no/file.gguf' })
+  const prompt = promptOf(payloadBytes)
+  const payload = new TextEncoder().encode(prompt)
+  const want = prompt.slice(0, 16)
+  const decoder = new TextDecoder()
+  let clientCounter = 0
+  let serverCounter = 0
+  const serve = async (stream: Stream): Promise<void> => {
+    const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES })
+    const signed = new Uint8Array(64 + RECEIPT_FIELDS_BYTES)
+    try {
+      while (stream.status === 'open') {
+        const frame = (await lp.read()).subarray()
+        const input = openWithNonce(key, frame.subarray(ID_BYTES))
+        const result = await engine.generate({ model, prompt: decoder.decode(input), maxTokens: 16 }).result
+        const output = Buffer.from(result.text)
+        signed.set(sha256(input), 0)
+        signed.set(sha256(output), 32)
+        const answer = Buffer.concat([ed25519Sign(secretKey, signed), output])
+        const reply = new Uint8Array(ID_BYTES + NONCE_BYTES + answer.byteLength + 16)
+        reply.set(frame.subarray(0, ID_BYTES))
+        reply.set(sealWithCounter(key, 2 ** 31 + serverCounter++, answer), ID_BYTES)
+        await lp.write(reply)
+      }
+    } catch (err) {
+      if (stream.readableEnded) await stream.close().catch(() => {})
+      else if (stream.status === 'open') stream.abort(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+  try {
+    const path = await openEchoStream(serve, {
+      request: () => sealWithCounter(key, clientCounter++, payload),
+      check: (frame) => {
+        const opened = openWithNonce(key, frame.subarray(ID_BYTES))
+        const text = decoder.decode(opened.subarray(64))
+        sha256(payload)
+        sha256(text)
+        if (text !== want) throw new Error(`the floor server answered ${JSON.stringify(text)}`)
+      }
+    })
+    return { one: path.one, close: () => path.close().finally(() => engine.stop()) }
+  } catch (err) {
+    await engine.stop()
+    throw err
+  }
+}
+
+export const LIBP2P_ECHO_FLOOR = "(b') (b) + engine, sealing, receipt hashes and signature"
+
+export function benchLibp2pEchoFloor(options: BaselineOptions): Promise<BaselineResult> {
+  return driveOnce(LIBP2P_ECHO_FLOOR, options, openLibp2pEchoFloor(options.payloadBytes))
+}
+
+/** Runs the baselines at 1 and 64 in flight and prints them as a table. */
 export async function main(seconds = 3): Promise<BaselineResult[]> {
   console.log(`gateway-baselines  ${new Date().toISOString()}  node ${process.version}  ${cpus().length} x ${cpus()[0]?.model}`)
   const results: BaselineResult[] = []
   for (const inFlight of [1, 64]) {
     results.push(await benchEngineDirect({ inFlight, durationMs: seconds * 1000 }))
     results.push(await benchLibp2pEcho({ inFlight, durationMs: seconds * 1000 }))
+    // (b') answers one request at a time: a floor at 1 in flight only
+    if (inFlight === 1) results.push(await benchLibp2pEchoFloor({ inFlight, durationMs: seconds * 1000 }))
   }
   console.log('| baseline | in flight | requests | s | req/s | p50 ms | p99 ms | CPU µs/req | x (a) req/s |')
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')

@@ -9,15 +9,13 @@ import { LlmeshError } from '../errors/index.ts'
 
 export class WireError extends LlmeshError<'WIRE_MALFORMED'> {}
 
+/**
+ * Texts are read with a fatal TextDecoder, even short ASCII ones: on Node 20 here it took 0.15 µs
+ * for a 52-byte address and 0.25 µs for 200 bytes, where an ASCII check and String.fromCharCode
+ * took 0.45 and 2.3 µs.
+ */
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true })
 const TWO_32 = 2 ** 32
-/** Texts up to this many bytes that are all ASCII are read without a TextDecoder (addresses, ids). */
-const SHORT_ASCII = 128
-
-function isAscii(b: Uint8Array): boolean {
-  for (let i = 0; i < b.length; i++) if ((b[i] as number) >= 0x80) return false
-  return true
-}
 
 /** CBOR major types. */
 export const MAJOR_UINT = 0
@@ -191,15 +189,11 @@ export class CborReader {
     const n = this.head(MAJOR_TEXT)
     if (n > maxBytes) this.fail(`text of ${n} bytes is over ${maxBytes}`)
     if (this.pos + n > this.bytes.byteLength) this.fail('truncated')
-    const view = this.bytes.subarray(this.pos, this.pos + n)
     let s: string
-    if (n <= SHORT_ASCII && isAscii(view)) s = String.fromCharCode.apply(null, view as unknown as number[])
-    else {
-      try {
-        s = fatalUtf8.decode(view)
-      } catch {
-        this.fail('text is not UTF-8')
-      }
+    try {
+      s = fatalUtf8.decode(this.bytes.subarray(this.pos, this.pos + n))
+    } catch {
+      this.fail('text is not UTF-8')
     }
     this.pos += n
     return s

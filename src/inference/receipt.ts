@@ -144,12 +144,13 @@ function readProof(r: CborReader): ReceiptProof {
 }
 
 /**
- * The canonical DAG-CBOR of a receipt (with `sig`) or of its body (without): written field by
- * field in canonical key order, the bytes `@ipld/dag-cbor` gives for the same value (a test checks
- * they agree), without building a token list per receipt.
+ * The canonical DAG-CBOR of a receipt's body: written field by field in canonical key order, the
+ * bytes `@ipld/dag-cbor` gives for the same value (a test checks they agree), without building a
+ * token list per receipt. `cuts` gets where the receipt's `sig` and `proof` go in it (see
+ * {@link receiptFromBody}).
  */
-function encodeReceiptMap(b: ReceiptBody, sig: Uint8Array | null, proof?: ReceiptProof): Uint8Array {
-  let size =
+function encodeBody(b: ReceiptBody, cuts: BodyCuts): Uint8Array {
+  const size =
     1 +
     K.v.byteLength +
     1 +
@@ -177,18 +178,13 @@ function encodeReceiptMap(b: ReceiptBody, sig: Uint8Array | null, proof?: Receip
     uintLength(b.promptTokens) +
     K.completionTokens.byteLength +
     uintLength(b.completionTokens)
-  if (sig !== null) size += K.sig.byteLength + bytesLength(sig)
-  if (proof !== undefined) size += K.proof.byteLength + proofLength(proof)
   const w = new CborWriter(size)
-  w.head(MAJOR_MAP, sig === null ? BODY_KEYS : proof === undefined ? RECEIPT_KEYS : BATCHED_RECEIPT_KEYS)
+  w.head(MAJOR_MAP, BODY_KEYS)
   w.raw(K.v)
   w.uint(b.v)
   w.raw(K.job)
   w.text(b.job)
-  if (sig !== null) {
-    w.raw(K.sig)
-    w.bytes(sig)
-  }
+  cuts.sig = w.pos
   w.raw(K.cost)
   w.uint(b.cost)
   w.raw(K.host)
@@ -202,10 +198,7 @@ function encodeReceiptMap(b: ReceiptBody, sig: Uint8Array | null, proof?: Receip
   w.raw(K.payer)
   if (b.payer === null) w.null()
   else w.text(b.payer)
-  if (proof !== undefined) {
-    w.raw(K.proof)
-    writeProof(w, proof)
-  }
+  cuts.proof = w.pos
   w.raw(K.client)
   w.text(b.client)
   w.raw(K.finish)
@@ -219,15 +212,45 @@ function encodeReceiptMap(b: ReceiptBody, sig: Uint8Array | null, proof?: Receip
   return w.done()
 }
 
+/** Where a body's encoding takes a receipt's `sig` (after `job`) and `proof` (after `payer`), in canonical key order. */
+interface BodyCuts {
+  sig: number
+  proof: number
+}
+
+/**
+ * The receipt whose body encodes to `body` (cut at `cuts`), with `sig` and `proof`: the body's
+ * bytes with the two fields spliced in at their places in canonical key order (a body of 13
+ * fields has a one-byte map head, as does a receipt of 14 or 15).
+ */
+function receiptFromBody(body: Uint8Array, cuts: BodyCuts, sig: Uint8Array, proof?: ReceiptProof): Uint8Array {
+  let size = body.byteLength + K.sig.byteLength + bytesLength(sig)
+  if (proof !== undefined) size += K.proof.byteLength + proofLength(proof)
+  const w = new CborWriter(size)
+  w.head(MAJOR_MAP, proof === undefined ? RECEIPT_KEYS : BATCHED_RECEIPT_KEYS)
+  w.raw(body.subarray(1, cuts.sig))
+  w.raw(K.sig)
+  w.bytes(sig)
+  w.raw(body.subarray(cuts.sig, cuts.proof))
+  if (proof !== undefined) {
+    w.raw(K.proof)
+    writeProof(w, proof)
+  }
+  w.raw(body.subarray(cuts.proof))
+  return w.done()
+}
+
 /** The canonical bytes the host signs: every field of the receipt but `sig`. */
 export function encodeReceiptBody(body: ReceiptBody): Uint8Array {
-  return encodeReceiptMap(body, null)
+  return encodeBody(body, { sig: 0, proof: 0 })
 }
 
 /** Signs a receipt with the host's key (`body.host` must be the signer's address); returns its canonical bytes. */
 export function signReceipt(signer: Signer, body: ReceiptBody): Uint8Array {
   if (body.host !== signer.address) throw new Error('a receipt is signed by the host it names')
-  return encodeReceiptMap(body, signer.sign(encodeReceiptBody(body)))
+  const cuts: BodyCuts = { sig: 0, proof: 0 }
+  const bytes = encodeBody(body, cuts)
+  return receiptFromBody(bytes, cuts, signer.sign(bytes))
 }
 
 function boundedText(r: CborReader, maxChars: number, what: string): string {
@@ -248,6 +271,25 @@ function bytes32(r: CborReader, what: string): Uint8Array {
  * without `sig`, cut out of the receipt rather than encoded again).
  */
 export function decodeReceipt(bytes: Uint8Array): { receipt: Receipt; body: Uint8Array } {
+  const { receipt, spans } = readReceipt(bytes)
+  const [mapEnd, sigStart, sigEnd, proofStart, proofEnd] = spans
+  // the body: the same map without sig (and proof), as the host encoded it to sign or hash it
+  const body = new Uint8Array(bytes.byteLength - (sigEnd - sigStart) - (proofEnd - proofStart))
+  body[0] = (MAJOR_MAP << 5) | BODY_KEYS
+  let at = 1
+  for (const [from, to] of [
+    [mapEnd, sigStart],
+    [sigEnd, proofStart],
+    [proofEnd, bytes.byteLength]
+  ] as const) {
+    body.set(bytes.subarray(from, to), at)
+    at += to - from
+  }
+  return { receipt, body }
+}
+
+/** A receipt's fields, and where its map head ends and its `sig` and `proof` start and end. */
+function readReceipt(bytes: Uint8Array): { receipt: Receipt; spans: [number, number, number, number, number] } {
   if (bytes.byteLength > MAX_RECEIPT_BYTES) {
     throw new ReceiptError('RECEIPT_MALFORMED', `not a receipt: ${bytes.byteLength} bytes is over the ${MAX_RECEIPT_BYTES}-byte limit`)
   }
@@ -297,18 +339,6 @@ export function decodeReceipt(bytes: Uint8Array): { receipt: Receipt; body: Uint
     r.key(K.completionTokens)
     const completionTokens = r.uint(MAX_COUNT)
     if (!r.done) r.fail('bytes after the receipt')
-    // the body: the same map without sig (and proof), as the host encoded it to sign or hash it
-    const body = new Uint8Array(bytes.byteLength - (sigEnd - sigStart) - (proofEnd - proofStart))
-    body[0] = (MAJOR_MAP << 5) | BODY_KEYS
-    let at = 1
-    for (const [from, to] of [
-      [mapEnd, sigStart],
-      [sigEnd, proofStart],
-      [proofEnd, bytes.byteLength]
-    ] as const) {
-      body.set(bytes.subarray(from, to), at)
-      at += to - from
-    }
     const receipt: Receipt = {
       v: 1,
       job,
@@ -326,7 +356,7 @@ export function decodeReceipt(bytes: Uint8Array): { receipt: Receipt; body: Uint
       sig: sig.slice()
     }
     if (proof !== undefined) receipt.proof = proof
-    return { receipt, body }
+    return { receipt, spans: [mapEnd, sigStart, sigEnd, proofStart, proofEnd] }
   } catch (err) {
     if (err instanceof ReceiptError) throw err
     throw new ReceiptError('RECEIPT_MALFORMED', `not a receipt: ${(err as Error).message.slice(0, 200)}`, { cause: err })
@@ -368,7 +398,7 @@ export class ReceiptChecker {
 
   /** A receipt's fields, read and bounded as `verify` reads them, but its signature not checked. */
   read(bytes: Uint8Array): Receipt {
-    return decodeReceipt(bytes).receipt
+    return readReceipt(bytes).receipt
   }
 
   verify(bytes: Uint8Array): Receipt {
@@ -418,21 +448,22 @@ export class ReceiptBatcher {
 
   add(body: ReceiptBody): () => Uint8Array {
     if (body.host !== this.signer.address) throw new Error('a receipt is signed by the host it names')
-    const bytes = encodeReceiptBody(body)
+    const cuts: BodyCuts = { sig: 0, proof: 0 }
+    const bytes = encodeBody(body, cuts)
     if (bytes.byteLength > MAX_BATCHED_BODY_BYTES) {
       let signed: Uint8Array | undefined
       return () => {
-        signed ??= encodeReceiptMap(body, this.signer.sign(bytes))
+        signed ??= receiptFromBody(bytes, cuts, this.signer.sign(bytes))
         return signed
       }
     }
     let batch = this.open
-    if (batch === undefined || batch.bodies.length >= MAX_RECEIPT_BATCH) {
-      batch = { bodies: [], encoded: [], receipts: undefined }
+    if (batch === undefined || batch.cuts.length >= MAX_RECEIPT_BATCH) {
+      batch = { cuts: [], encoded: [], receipts: undefined }
       this.open = batch
     }
-    const index = batch.bodies.length
-    batch.bodies.push(body)
+    const index = batch.cuts.length
+    batch.cuts.push(cuts)
     batch.encoded.push(bytes)
     const pending = batch
     return () => {
@@ -445,17 +476,22 @@ export class ReceiptBatcher {
   }
 
   private signBatch(batch: PendingBatch): Uint8Array[] {
-    const { bodies, encoded } = batch
-    if (bodies.length === 1) return [encodeReceiptMap(bodies[0] as ReceiptBody, this.signer.sign(encoded[0] as Uint8Array))]
+    const { cuts, encoded } = batch
+    const first = encoded[0] as Uint8Array
+    if (encoded.length === 1) return [receiptFromBody(first, cuts[0] as BodyCuts, this.signer.sign(first))]
     const { root, proofs } = merkleTree(encoded.map(leafHash))
-    const count = bodies.length
+    const count = encoded.length
     const sig = this.signer.sign(batchMessage(root, count))
-    return bodies.map((body, index) => encodeReceiptMap(body, sig, { index, count, path: proofs[index] as Uint8Array[] }))
+    return encoded.map((body, index) =>
+      receiptFromBody(body, cuts[index] as BodyCuts, sig, { index, count, path: proofs[index] as Uint8Array[] })
+    )
   }
 }
 
 interface PendingBatch {
-  bodies: ReceiptBody[]
+  /** Where each body takes its receipt's `sig` and `proof`. */
+  cuts: BodyCuts[]
+  /** The bodies' canonical bytes, as signed (alone) or hashed (leaves of the batch's tree). */
   encoded: Uint8Array[]
   receipts: Uint8Array[] | undefined
 }

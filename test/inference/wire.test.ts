@@ -173,6 +173,8 @@ describe('batched receipts', () => {
         const r = verifyReceipt(bytes)
         assert.equal(r.job, `job-${i}`)
         assert.equal(r.proof === undefined, n === 1)
+        // the body with sig and proof spliced in: still the canonical DAG-CBOR of the receipt
+        assert.deepEqual(bytesOf(bytes), bytesOf(dagCbor.encode(dagCbor.decode(bytes))))
         if (r.proof !== undefined) {
           assert.equal(r.proof.index, i)
           assert.equal(r.proof.count, n)
