@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Connection, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { acceptSealedSession, bindSealKey, type SealedChannel, type SealKeyPair, type Signer } from '../crypto/index.ts'
@@ -36,6 +37,8 @@ export interface JobPayments {
   paid(peer: string, voucher: Uint8Array): void
   /** What `peer` owes this host by its books (told at session open, so an edge that restarted can catch up). */
   owedBy(peer: string): bigint
+  /** True while a job `peer` was billed for waits for the voucher that pays it (a stopping host waits for it). */
+  awaitingPay?(peer: string): boolean
 }
 
 /** A job's admission: who pays (null: nobody), `bill` once when it ends (returns its cost), `release` whatever happened. */
@@ -46,6 +49,8 @@ export interface JobAdmission {
 }
 
 const UNPAID: JobAdmission = { payer: null, bill: () => 0n, release: () => {} }
+/** How often a stopping host looks whether it is drained. */
+const DRAIN_POLL_MS = 20
 
 export interface InferenceHostComponents {
   libp2p: MeshLibp2p
@@ -102,9 +107,11 @@ export class InferenceHost {
   private readonly c: InferenceHostComponents
   private readonly limits: HostLimits
   private readonly keySig: Uint8Array
-  private readonly sessions = new Set<Stream>()
+  /** Open sessions and their peers. */
+  private readonly sessions = new Map<Stream, string>()
   private readonly budgets = new Map<string, PeerBudget>()
   private running = 0
+  private stopping = false
 
   constructor(components: InferenceHostComponents, init: InferenceHostInit = {}) {
     this.c = components
@@ -129,10 +136,27 @@ export class InferenceHost {
     })
   }
 
+  /**
+   * Takes no new session, refuses new jobs as `busy` (an edge tries its next host), waits up to
+   * `stopDrainMs` for the running jobs to end and for the vouchers that pay the answered ones,
+   * then closes every session. Without the wait, a host stopped right after an answer billed that
+   * job but never got the voucher for it (docs/inference.md, Payments).
+   */
   async stop(): Promise<void> {
+    this.stopping = true
     await this.c.libp2p.unhandle(INFER_PROTOCOL)
-    for (const stream of this.sessions) stream.abort(new Error('host stopping'))
+    for (let i = 0; i < Math.ceil(this.limits.stopDrainMs / DRAIN_POLL_MS) && !this.drained(); i++) await sleep(DRAIN_POLL_MS)
+    for (const stream of this.sessions.keys()) stream.abort(new Error('host stopping'))
     this.sessions.clear()
+  }
+
+  /** No job runs and no peer with a session owes this host for a job whose voucher has not come. */
+  private drained(): boolean {
+    if (this.running > 0) return false
+    const payments = this.c.payments
+    if (payments?.awaitingPay === undefined) return true
+    for (const peer of new Set(this.sessions.values())) if (payments.awaitingPay(peer)) return false
+    return true
   }
 
   private budget(peer: string): PeerBudget {
@@ -167,7 +191,7 @@ export class InferenceHost {
     const peer = connection.remotePeer.toString()
     const frames = new FrameStream(stream, { maxFrameBytes: this.limits.maxFrameBytes })
     const jobs = new Map<number, AbortController>()
-    this.sessions.add(stream)
+    this.sessions.set(stream, peer)
     // frames queued in one turn of the event loop go out in one write; a failed write ends the session
     const writer = new FrameWriter(frames, (err) => {
       if (stream.status === 'open') stream.abort(err)
@@ -269,6 +293,10 @@ export class InferenceHost {
     const fail = (code: JobErrorCode, message: string): void => {
       this.c.onJob?.(code)
       void send({ t: 'err', id, code, message: message.slice(0, 500) }).catch(() => {})
+    }
+    if (this.stopping) {
+      fail('busy', 'this host is stopping')
+      return
     }
     const budget = this.budget(peer)
     const refused = this.admit(budget)

@@ -107,7 +107,9 @@ export const ConfigSchema = z
         /** Jobs one peer may have running or queued here at once (0 refuses every job: a host draining). */
         maxJobsPerPeer: z.number().int().min(0).max(100_000).default(HOST_LIMITS.maxJobsPerPeer),
         /** Requests per second one peer may start, with bursts up to twice that. */
-        requestsPerSecondPerPeer: z.number().int().min(1).max(1_000_000).default(HOST_LIMITS.requestsPerSecondPerPeer)
+        requestsPerSecondPerPeer: z.number().int().min(1).max(1_000_000).default(HOST_LIMITS.requestsPerSecondPerPeer),
+        /** On stop, the longest wait for running jobs and for the vouchers of answered ones (new jobs are refused meanwhile). */
+        stopDrainMs: z.number().int().min(0).max(600_000).default(HOST_LIMITS.stopDrainMs)
       })
       .strict()
       .prefault({}),

@@ -253,7 +253,8 @@ export class LlmeshNode {
           limits: {
             maxJobsPerPeer: hostConfig.maxJobsPerPeer,
             requestsPerSecondPerPeer: hostConfig.requestsPerSecondPerPeer,
-            requestBurstPerPeer: 2 * hostConfig.requestsPerSecondPerPeer
+            requestBurstPerPeer: 2 * hostConfig.requestsPerSecondPerPeer,
+            stopDrainMs: hostConfig.stopDrainMs
           }
         }
       )

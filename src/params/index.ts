@@ -137,6 +137,12 @@ export const HOST_LIMITS = {
   maxTrackedPeers: 10_000,
   /** A new session must say hello within this time. */
   helloTimeoutMs: 10_000,
+  /**
+   * A host that stops waits at most this long for its running jobs to end and for the vouchers
+   * that pay the jobs it answered (an edge sends one right after each answer), refusing new jobs
+   * as `busy` meanwhile; then it closes its sessions.
+   */
+  stopDrainMs: 2_000,
   /** Largest advert accepted (bytes of DAG-CBOR). */
   maxAdvertBytes: 16 * 1024,
   /** Models one advert may list. */

@@ -215,6 +215,16 @@ export class HostPayments {
     return this.owed.get(payer) ?? 0n
   }
 
+  /**
+   * True while `payer` owes this host more than its latest voucher, or the chain, has paid: a job
+   * was billed and the voucher paying it (the `pay` frame after its answer) has not come yet.
+   */
+  awaitingPay(payer: Address): boolean {
+    const owed = this.owed.get(payer) ?? 0n
+    if (owed === 0n) return false
+    return owed > this.book.heldAmount(payer) && owed > escrowView(this.c.chain.state).redeemed(payer, this.init.host)
+  }
+
   /** A voucher sent after a job (a `pay` frame): kept if it is later than the one held. */
   paid(peer: Address, voucher: Uint8Array): void {
     try {

@@ -118,17 +118,9 @@ test('paid inference: the edge pays hosts through vouchers; redemption splits 70
     250
   )
   for (let i = 0; i < 3; i++) await complete(`after the edge restarted ${i}`, later)
-  // the voucher for a job goes in a `pay` frame after its answer: a host stopped before that frame
-  // lands holds no voucher for its last job until the edge sends it another (docs/inference.md,
-  // Gap; CI saw exactly one job's cost left unredeemed). Stop host 1 once what it earned is redeemed.
-  const earnedBeforeStop = [...later.values()].reduce((a, b) => a + b, 0n)
-  await waitFor(
-    'the costs after the edge restarted to be redeemed',
-    async () =>
-      BigInt((await get<Economics>(`${api}/mesh/economics`)).feesRedeemed) - redeemedBefore >= earnedBeforeStop ? true : undefined,
-    90_000,
-    500
-  )
+  // host 1 stops right after its answers: the voucher for a job comes in a `pay` frame after the
+  // answer, and a stopping host waits for it (host.stopDrainMs; before it did, CI once saw one
+  // job's cost left unredeemed)
   const host1 = hosts[0] as DevnetNodeInfo
   process.kill(host1.pid, 'SIGTERM')
   await waitFor('host 1 to stop', async () => (alive(host1.pid) ? undefined : true), 30_000, 100)

@@ -118,3 +118,21 @@ test('restored books are checked: a forged voucher is dropped, unreadable books 
 
   assert.throws(() => hostBooksCodec.decode(hostBooksCodec.encode({ owed: [[edge.address, -1n]], vouchers: [] })))
 })
+
+test('awaitingPay: true from a billed job until a voucher, or the chain, covers what the payer owes', () => {
+  const chain = fakeChain(stateWith('10'))
+  const payments = new HostPayments({ chain, verifier, log }, { host: host.address, redeemIntervalMs: 60_000 })
+  const wallet = new VoucherWallet(edge, CHAIN)
+  assert.equal(payments.awaitingPay(edge.address), false, 'owes nothing')
+  const job = payments.admit(edge.address, MODEL, wallet.voucher(host.address), 100, 16)
+  assert.equal(payments.awaitingPay(edge.address), false, 'admitted, not billed yet')
+  const cost = job.bill(10, 16)
+  job.release()
+  assert.equal(payments.awaitingPay(edge.address), true, 'billed; the voucher it came with paid only what was owed before')
+  wallet.charge(host.address, cost - 1n)
+  payments.paid(edge.address, wallet.voucher(host.address))
+  assert.equal(payments.awaitingPay(edge.address), true, 'a voucher one unit short')
+  wallet.charge(host.address, 1n)
+  payments.paid(edge.address, wallet.voucher(host.address))
+  assert.equal(payments.awaitingPay(edge.address), false, 'paid in full')
+})
