@@ -47,7 +47,15 @@ async function paidHostAndEdge(t: TestContext, stopDrainMs: number) {
   await engine.load({ id: MODEL, path: '/echo/needs/no/file.gguf' })
   t.after(() => engine.stop())
   const inference = new InferenceHost(
-    { libp2p: hostNode, log, engine, signer: host, sealKeys: await deriveSealKeyPair(hostKey.raw.subarray(0, 32)), now: Date.now, payments },
+    {
+      libp2p: hostNode,
+      log,
+      engine,
+      signer: host,
+      sealKeys: await deriveSealKeyPair(hostKey.raw.subarray(0, 32)),
+      now: Date.now,
+      payments
+    },
     { limits: { stopDrainMs } }
   )
   await inference.start()
