@@ -34,11 +34,13 @@ export async function runStart(home: string): Promise<void> {
       await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }))
     }
   } finally {
-    // a stop that hangs (a peer that never closes its stream) must not keep the process alive
+    // a stop that hangs (a peer that never closes its stream) must not keep the process alive; a
+    // host's drain (host.stopDrainMs) comes on top
+    const timeoutMs = DEFAULTS.shutdownTimeoutMs + (config.roles.includes('host') ? config.host.stopDrainMs : 0)
     const timer = setTimeout(() => {
-      log.error({ timeoutMs: DEFAULTS.shutdownTimeoutMs }, 'shutdown timed out; exiting')
+      log.error({ timeoutMs }, 'shutdown timed out; exiting')
       process.exit(1)
-    }, DEFAULTS.shutdownTimeoutMs)
+    }, timeoutMs)
     timer.unref()
     await app.close().catch(() => {})
     await node.stop()
