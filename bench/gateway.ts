@@ -168,20 +168,22 @@ function meshPath(pair: { edge: LlmeshNode; cid: string }, payloadBytes: number)
 }
 
 /** Windows of one way at one in-flight count, measured in turn with the others'. */
-export interface Windows {
+interface Windows {
   name: string
   inFlight: number
   windows: BaselineResult[]
 }
 
-const median = (xs: number[]): number =>
-  percentile(
-    [...xs].sort((x, y) => x - y),
-    50
-  )
+/** The middle value of `xs` (the mean of the two middle ones for an even count; NaN if empty). */
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((x, y) => x - y)
+  const mid = sorted.length >> 1
+  if (sorted.length % 2 === 1) return sorted[mid] as number
+  return sorted.length === 0 ? Number.NaN : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
 
 /** One row for a way: the median of its windows' figures (requests and seconds summed). */
-export function medianRow(w: Windows): BaselineResult {
+function medianRow(w: Windows): BaselineResult {
   const of = (f: (r: BaselineResult) => number): number => median(w.windows.map(f))
   return {
     name: w.name,
@@ -208,18 +210,18 @@ export async function benchInTurns(
   const opened: RequestPath[] = []
   const pair = await startMeshPair(root, 'echo')
   try {
-    const ways: Array<{ name: string; path: RequestPath; firstWarmup: Partial<BaselineOptions>; floor?: true }> = []
-    const open = async (name: string, path: Promise<RequestPath>, firstWarmup: Partial<BaselineOptions> = {}, floor?: true) => {
+    const ways: Array<{ name: string; path: RequestPath; firstWarmup: Partial<BaselineOptions>; onlyAtOne: boolean }> = []
+    const open = async (name: string, path: Promise<RequestPath>, firstWarmup: Partial<BaselineOptions> = {}, onlyAtOne = false) => {
       const p = await path
       opened.push(p)
-      ways.push(floor ? { name, path: p, firstWarmup, floor } : { name, path: p, firstWarmup })
+      ways.push({ name, path: p, firstWarmup, onlyAtOne })
     }
     await open(LIBP2P_ECHO, openLibp2pEcho(payloadBytes))
     await open(LIBP2P_ECHO_FLOOR, openLibp2pEchoFloor(payloadBytes), {}, true)
     await open(MESH, Promise.resolve(meshPath(pair, payloadBytes)), { warmupRequests: MESH_WARMUP_REQUESTS, warmupMs: MESH_WARMUP_MS })
     const turns: Windows[] = []
     for (const inFlight of IN_FLIGHT) {
-      const here = ways.filter((w) => inFlight === 1 || w.floor !== true)
+      const here = ways.filter((w) => inFlight === 1 || !w.onlyAtOne)
       const rows = here.map((w) => ({ name: w.name, inFlight, windows: [] as BaselineResult[] }))
       turns.push(...rows)
       for (let round = 0; round < rounds; round++) {
@@ -387,7 +389,7 @@ export async function main(seconds = 3, repetitions = 5, rounds = 3): Promise<vo
     const ratios = (x: string, y: string, inFlight: number): { median: number; each: number[] } => {
       const ys = windows(y, inFlight)
       const each = windows(x, inFlight).map((w, i) => w.rps / (ys[i]?.rps ?? Number.NaN))
-      return { median: each.length === 0 ? Number.NaN : median(each), each }
+      return { median: median(each), each }
     }
     const show = (r: { median: number; each: number[] }): string =>
       `${fixed(r.median, 3)} (windows ${r.each.map((x) => fixed(x, 3)).join(', ')})`
