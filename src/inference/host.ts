@@ -38,7 +38,7 @@ export interface JobPayments {
   /** What `peer` owes this host by its books (told at session open, so an edge that restarted can catch up). */
   owedBy(peer: string): bigint
   /** True while a job `peer` was billed for waits for the voucher that pays it (a stopping host waits for it). */
-  awaitingPay?(peer: string): boolean
+  awaitingPay(peer: string): boolean
 }
 
 /** A job's admission: who pays (null: nobody), `bill` once when it ends (returns its cost), `release` whatever happened. */
@@ -154,8 +154,8 @@ export class InferenceHost {
   private drained(): boolean {
     if (this.running > 0) return false
     const payments = this.c.payments
-    if (payments?.awaitingPay === undefined) return true
-    for (const peer of new Set(this.sessions.values())) if (payments.awaitingPay(peer)) return false
+    if (payments === undefined) return true
+    for (const peer of this.sessions.values()) if (payments.awaitingPay(peer)) return false
     return true
   }
 

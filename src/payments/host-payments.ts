@@ -221,7 +221,6 @@ export class HostPayments {
    */
   awaitingPay(payer: Address): boolean {
     const owed = this.owed.get(payer) ?? 0n
-    if (owed === 0n) return false
     return owed > this.book.heldAmount(payer) && owed > escrowView(this.c.chain.state).redeemed(payer, this.init.host)
   }
 

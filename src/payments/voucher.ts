@@ -144,13 +144,13 @@ export class VoucherBook {
     return true
   }
 
-  /** The latest voucher of every payer not caught forging (what a host keeps across restarts). */
   /** What the latest voucher held from `payer` pays in total (0 for none, or a forged one's payer). */
   heldAmount(payer: Address): bigint {
     const e = this.payers.get(payer)
     return e === undefined || e.forged ? 0n : e.latest.amount
   }
 
+  /** The latest voucher of every payer not caught forging (what a host keeps across restarts). */
   held(): Uint8Array[] {
     const out: Uint8Array[] = []
     for (const e of this.payers.values()) if (!e.forged) out.push(e.latest.bytes)
