@@ -191,6 +191,25 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.constant({ kind: 'block' as const })
 )
 
+/**
+ * One sequence in which every kind of transaction is accepted, run before the random ones: the
+ * coverage check below then holds for every seed (with FC_SEED=397701502 no random sequence of
+ * 150 had a vote accepted).
+ */
+const EVERY_KIND: Op[] = [
+  { kind: 'open', payer: 4, amount: 1_000n },
+  { kind: 'topup', payer: 3, amount: 10n },
+  { kind: 'redeem', payer: 3, host: 2, amount: 1_000n, tokens: 10n },
+  { kind: 'transfer', from: 3, amount: 10n },
+  { kind: 'stake', who: 2, role: 'host', amount: 100n },
+  { kind: 'slash', who: 1, equivocate: true },
+  { kind: 'propose', who: 0, fee: 5n },
+  { kind: 'vote', who: 0, yes: true },
+  // all of its 10,000 (a rest below the minimum is refused)
+  { kind: 'unstake', who: 0, role: 'validator', amount: 10_000n },
+  { kind: 'close', payer: 4 }
+]
+
 test('property: transfers, stakes, slashes, escrows, vouchers, redemptions and proposals conserve supply, never go negative, never pay a voucher twice, and split exactly', () => {
   const accepted = new Map<string, number>()
   fc.assert(
@@ -261,7 +280,7 @@ test('property: transfers, stakes, slashes, escrows, vouchers, redemptions and p
         )
       }
     }),
-    { seed, numRuns: runs }
+    { seed, numRuns: runs, examples: [[EVERY_KIND]] }
   )
   for (const kind of [
     'escrow-open',
